@@ -1,0 +1,40 @@
+#pragma once
+/// @file
+/// The small vocabulary shared by the image tasks: a box Size and an ImageFormat.
+///
+/// @code
+/// using namespace pixflow::tasks;
+/// auto box = parse_size("128x96");            // Size{128, 96}
+/// auto fmt = parse_format("webp");            // ImageFormat::webp
+/// std::string ext = extension_of(*fmt);       // ".webp"
+/// @endcode
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace pixflow::tasks {
+
+/// A width x height in pixels; as a thumbnail box, the image is fitted inside it.
+struct Size {
+  int width = 0;
+  int height = 0;
+  friend constexpr bool operator==(Size, Size) noexcept = default;
+};
+
+/// "WxH" with both > 0 (e.g. "128x128"); std::nullopt otherwise.
+std::optional<Size> parse_size(std::string_view text);
+/// "128x128".
+std::string to_string(Size size);
+
+/// Image formats pixflow knows by their magic bytes. `same` is only meaningful as an output choice
+/// ("encode as the source's format").
+enum class ImageFormat { jpeg, png, webp, gif, bmp, tiff, unknown, same };
+
+/// "same", "jpg"/"jpeg", "png", "webp" (the output formats); std::nullopt otherwise.
+std::optional<ImageFormat> parse_format(std::string_view text);
+/// Lower-case name: "jpeg", "png", "webp", "gif", "bmp", "tiff", "unknown", "same".
+std::string_view name_of(ImageFormat format);
+/// File extension with the dot: ".jpg", ".png", ".webp", ".gif", ".bmp", ".tif"; "" for unknown/same.
+std::string_view extension_of(ImageFormat format);
+
+}  // namespace pixflow::tasks

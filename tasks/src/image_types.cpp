@@ -1,0 +1,66 @@
+#include "pixflow/tasks/image_types.hpp"
+
+#include <charconv>
+
+namespace pixflow::tasks {
+
+namespace {
+std::optional<int> parse_positive(std::string_view text) {
+  int value = 0;
+  const auto* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc{} || ptr != end || value <= 0) return std::nullopt;
+  return value;
+}
+}  // namespace
+
+std::optional<Size> parse_size(std::string_view text) {
+  const auto x = text.find_first_of("xX");
+  if (x == std::string_view::npos) return std::nullopt;
+  auto w = parse_positive(text.substr(0, x));
+  auto h = parse_positive(text.substr(x + 1));
+  if (!w || !h) return std::nullopt;
+  return Size{*w, *h};
+}
+
+std::string to_string(Size size) {
+  return std::to_string(size.width) + "x" + std::to_string(size.height);
+}
+
+std::optional<ImageFormat> parse_format(std::string_view text) {
+  if (text == "same") return ImageFormat::same;
+  if (text == "jpg" || text == "jpeg") return ImageFormat::jpeg;
+  if (text == "png") return ImageFormat::png;
+  if (text == "webp") return ImageFormat::webp;
+  return std::nullopt;
+}
+
+std::string_view name_of(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::jpeg: return "jpeg";
+    case ImageFormat::png: return "png";
+    case ImageFormat::webp: return "webp";
+    case ImageFormat::gif: return "gif";
+    case ImageFormat::bmp: return "bmp";
+    case ImageFormat::tiff: return "tiff";
+    case ImageFormat::same: return "same";
+    case ImageFormat::unknown: break;
+  }
+  return "unknown";
+}
+
+std::string_view extension_of(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::jpeg: return ".jpg";
+    case ImageFormat::png: return ".png";
+    case ImageFormat::webp: return ".webp";
+    case ImageFormat::gif: return ".gif";
+    case ImageFormat::bmp: return ".bmp";
+    case ImageFormat::tiff: return ".tif";
+    case ImageFormat::same:
+    case ImageFormat::unknown: break;
+  }
+  return "";
+}
+
+}  // namespace pixflow::tasks

@@ -1,0 +1,64 @@
+#pragma once
+// Helpers shared by the tests: where the fixtures are, the nginx fixture's URL, scratch folders.
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pixflow::test {
+
+/// tests/fixtures in the source tree.
+inline std::filesystem::path fixtures_dir() { return PIXFLOW_FIXTURES_DIR; }
+
+/// A sample photo from tests/fixtures/photos.
+inline std::filesystem::path photo(const std::string& name) { return fixtures_dir() / "photos" / name; }
+
+/// The pixflow CLI built alongside the tests.
+inline std::filesystem::path cli_path() { return PIXFLOW_CLI_PATH; }
+
+/// Base URL of the nginx fixture ("http://127.0.0.1:PORT", no trailing slash), written by
+/// fixtures/nginx/start.sh into $PIXFLOW_SERVER_DIR/base_url. Throws when the fixture is not running.
+inline std::string server_url() {
+  const char* dir = std::getenv("PIXFLOW_SERVER_DIR");
+  if (dir == nullptr) throw std::runtime_error("PIXFLOW_SERVER_DIR is not set: run the tests through ctest");
+  std::ifstream in(std::filesystem::path(dir) / "base_url");
+  std::string url;
+  if (!std::getline(in, url) || url.empty())
+    throw std::runtime_error(std::string("no base_url in ") + dir + ": is the nginx fixture running?");
+  return url;
+}
+
+/// The whole content of a file.
+inline std::vector<std::uint8_t> read_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// A fresh, empty folder under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("pixflow-test-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace pixflow::test
