@@ -1,0 +1,108 @@
+#pragma once
+// Internal: the state a Graph shares with the Streams built on it — the tbb::flow::graph, its arena,
+// the node storage, the failure path and the max_in_flight limiter.
+#include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <atomic>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pixflow/engine/concurrency.hpp"
+#include "pixflow/engine/detail/node_stats.hpp"
+#include "pixflow/engine/result.hpp"
+
+namespace pixflow::detail {
+
+/// An item on an edge of the graph. The value is shared so that TBB's internal copies of messages
+/// (buffers, queues) stay cheap; exactly one body consumes it and moves the value out.
+template <class T>
+struct Packet {
+  ItemKey key;
+  std::shared_ptr<T> value;
+};
+
+/// A failed item on its way to the failure sink. `holds_token` says whether it went through the
+/// max_in_flight limiter, whose count must then be given back.
+struct FailurePacket {
+  ItemKey key;
+  std::string stage;
+  std::string reason;
+  bool holds_token = false;
+};
+
+inline std::size_t tbb_concurrency(Concurrency c) {
+  return c.is_unlimited() ? std::size_t{tbb::flow::unlimited} : c.limit();
+}
+
+/// Runs a user body, turning an escaping exception into a failure of this item: an exception that
+/// left a TBB body would cancel the whole graph.
+template <class R, class F>
+R invoke_guarded(F&& f) noexcept {
+  try {
+    return std::forward<F>(f)();
+  } catch (const std::exception& e) {
+    return Failure{std::string("internal error: ") + e.what()};
+  } catch (...) {
+    return Failure{"internal error: unknown exception"};
+  }
+}
+
+class GraphCore {
+ public:
+  using failure_sink_t = tbb::flow::multifunction_node<FailurePacket, std::tuple<tbb::flow::continue_msg>>;
+
+  std::size_t threads;                      // resolved: >= 1
+  std::size_t max_in_flight;
+  std::optional<tbb::global_control> parallelism;  // only when threads > the default
+  tbb::task_arena arena;
+  std::unique_ptr<tbb::flow::graph> graph;  // constructed inside `arena`, so its tasks run there
+  std::deque<std::shared_ptr<void>> nodes;  // owns every node; destroyed before `graph`
+  std::deque<NodeStats> stats;
+  std::deque<Edge> edges;
+  std::vector<std::function<void()>> activations;  // input_node::activate for each source
+  std::unique_ptr<failure_sink_t> failure_sink;
+  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the max_in_flight limiter
+
+  std::mutex hooks_mutex;
+  std::function<void(const ItemFailure&)> on_failure;
+  std::vector<std::function<void()>> on_cancel;
+  std::atomic<bool> cancelled{false};
+  std::string cancel_reason;  // written once under hooks_mutex before `cancelled` is set
+
+  std::atomic<std::size_t> live{0}, peak_live{0};
+
+  GraphCore(std::size_t threads_wanted, std::size_t max_in_flight_wanted);
+  ~GraphCore();
+  GraphCore(const GraphCore&) = delete;
+  GraphCore& operator=(const GraphCore&) = delete;
+
+  template <class Node, class... Args>
+  Node& make_node(Args&&... args) {
+    auto node = std::make_shared<Node>(*graph, std::forward<Args>(args)...);
+    Node& ref = *node;
+    nodes.push_back(std::move(node));
+    return ref;
+  }
+  NodeStats& add_stats(std::string name, std::string kind, Concurrency c) {
+    return stats.emplace_back(std::move(name), std::move(kind), c);
+  }
+  Edge& add_edge() { return edges.emplace_back(); }
+
+  /// An item entered the limited part of the graph / left it (done or failed).
+  void enter_limited() noexcept { raise_peak(peak_live, live.fetch_add(1, std::memory_order_relaxed) + 1); }
+  void leave_limited() noexcept { live.fetch_sub(1, std::memory_order_relaxed); }
+
+  /// Connects the failure sink's token port to the limiter's decrementer.
+  void set_decrementer(tbb::flow::receiver<tbb::flow::continue_msg>& d);
+  void cancel(const std::string& reason);
+};
+
+}  // namespace pixflow::detail

@@ -1,0 +1,45 @@
+#pragma once
+/// @file
+/// NodeReport and RunReport: what a finished run tells about itself.
+///
+/// @code
+/// pixflow::RunReport report = graph.run();
+/// for (const auto& node : report.nodes)
+///   std::cout << node.name << ": " << node.items << " items, " << node.busy_s << " s busy\n";
+/// if (report.cancelled) std::cerr << "stopped: " << report.cancel_reason << '\n';
+/// @endcode
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pixflow/engine/concurrency.hpp"
+
+namespace pixflow {
+
+/// Figures for one node of the graph.
+struct NodeReport {
+  std::string name;
+  std::string kind;              ///< "source", "compute", "expand", "io" or "sink"
+  Concurrency concurrency{1};
+  std::uint64_t items = 0;       ///< items whose body ran to the end (success or failure)
+  std::uint64_t failed = 0;      ///< of those, items that failed here
+  std::uint64_t emitted = 0;     ///< items passed on to the next node
+  double busy_s = 0;             ///< body time summed over items (for I/O: operation time, start to completion)
+  std::size_t peak_active = 0;   ///< most bodies (or I/O operations) running at one moment
+  std::size_t peak_queue = 0;    ///< most items waiting in front of this node at one moment
+};
+
+/// The whole run.
+struct RunReport {
+  std::vector<NodeReport> nodes;  ///< in the order the nodes were added
+  double wall_s = 0;
+  std::size_t peak_live = 0;      ///< most items alive behind the max_in_flight limiter at one moment
+  bool cancelled = false;
+  std::string cancel_reason;      ///< "timed out after 5 s", "interrupted", or what Graph::cancel was given
+
+  /// The node called `name`, or nullptr.
+  [[nodiscard]] const NodeReport* node(const std::string& name) const;
+};
+
+}  // namespace pixflow

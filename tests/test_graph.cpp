@@ -1,0 +1,412 @@
+// Tests for pixflow/engine/graph.hpp: concurrency bounds, back-pressure, I/O stages that do not starve
+// compute stages, failures as values, cancellation.
+#include <catch2/catch.hpp>
+
+#include <pixflow/engine/cancel.hpp>
+#include <pixflow/engine/graph.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Counts bodies running at once and remembers the highest count.
+class ActiveCounter {
+ public:
+  void enter() {
+    const int now = ++active_;
+    int seen = peak_.load();
+    while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
+    }
+  }
+  void leave() { --active_; }
+  [[nodiscard]] int peak() const { return peak_.load(); }
+
+ private:
+  std::atomic<int> active_{0}, peak_{0};
+};
+
+/// A source of the integers [0, n).
+std::function<std::optional<int>()> count_to(int n) {
+  auto next = std::make_shared<int>(0);
+  return [next, n]() -> std::optional<int> {
+    if (*next >= n) return std::nullopt;
+    return (*next)++;
+  };
+}
+
+/// Spins for about `d` of CPU work (a body that keeps a core busy).
+void burn(std::chrono::microseconds d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  volatile unsigned x = 0;
+  while (std::chrono::steady_clock::now() < end) x = x + 1;
+}
+
+/// A service thread that completes operations when told to: the stand-in for an HTTP loop.
+class Service {
+ public:
+  using Op = std::function<void()>;
+  Service() : thread_([this] { loop(); }) {}
+  ~Service() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  /// Runs `op` on the service thread once `ready()` is true (checked whenever something changes).
+  void submit(std::function<bool()> ready, Op op) {
+    {
+      std::lock_guard lock(mutex_);
+      pending_.push_back({std::move(ready), std::move(op)});
+    }
+    wake_.notify_all();
+  }
+  void poke() { wake_.notify_all(); }
+  /// Completes every pending operation now with `cancelled`.
+  void cancel_all(const std::function<void(Op&)>& cancel) {
+    std::deque<std::pair<std::function<bool()>, Op>> taken;
+    {
+      std::lock_guard lock(mutex_);
+      taken.swap(pending_);
+    }
+    for (auto& p : taken) cancel(p.second);
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (!stop_) {
+      wake_.wait_for(lock, 2ms);
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (it->first()) {
+          Op op = std::move(it->second);
+          it = pending_.erase(it);
+          lock.unlock();
+          op();
+          lock.lock();
+          it = pending_.begin();
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::pair<std::function<bool()>, Op>> pending_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("a compute stage never runs more bodies at once than its concurrency", "[graph]") {
+  const std::size_t threads = GENERATE(1u, 2u, 4u);
+  const std::size_t limit = GENERATE(1u, 2u, 3u);
+  CAPTURE(threads, limit);
+  ActiveCounter counter;
+  std::atomic<int> done{0};
+  pixflow::Graph graph({.threads = threads, .max_in_flight = 32});
+  graph.source("numbers", count_to(60))
+      .limit()
+      .compute("bounded", pixflow::Concurrency(limit),
+               [&](int v) -> pixflow::Result<int> {
+                 counter.enter();
+                 burn(300us);
+                 counter.leave();
+                 return v;
+               })
+      .sink("count", pixflow::Concurrency::unlimited(), [&](int) {
+        ++done;
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  CHECK(done == 60);
+  CHECK(counter.peak() <= static_cast<int>(limit));
+  CHECK(counter.peak() >= 1);
+  REQUIRE(report.node("bounded") != nullptr);
+  CHECK(report.node("bounded")->peak_active <= limit);
+  CHECK(report.node("bounded")->items == 60);
+  CHECK(graph.threads() == threads);
+}
+
+TEST_CASE("unlimited compute uses every thread of the arena", "[graph]") {
+  const std::size_t threads = GENERATE(2u, 4u);
+  ActiveCounter counter;
+  pixflow::Graph graph({.threads = threads, .max_in_flight = 64});
+  // Each body waits until `threads` bodies have entered (or a generous deadline passes): only a graph
+  // that really runs that many at once lets them all meet.
+  std::atomic<int> entered{0};
+  graph.source("numbers", count_to(static_cast<int>(threads) * 4))
+      .limit()
+      .compute("spread", pixflow::Concurrency::unlimited(),
+               [&](int v) -> pixflow::Result<int> {
+                 counter.enter();
+                 ++entered;
+                 const auto deadline = std::chrono::steady_clock::now() + 2s;
+                 while (entered.load() < static_cast<int>(threads) && std::chrono::steady_clock::now() < deadline)
+                   std::this_thread::yield();
+                 counter.leave();
+                 return v;
+               })
+      .sink("drop", pixflow::Concurrency(1), [](int) { return pixflow::ok(); });
+  graph.run();
+  CHECK(counter.peak() == static_cast<int>(threads));
+}
+
+TEST_CASE("max_in_flight bounds the items alive behind the limiter", "[graph]") {
+  const std::size_t max_in_flight = GENERATE(1u, 3u, 8u);
+  CAPTURE(max_in_flight);
+  std::atomic<int> live{0};
+  ActiveCounter peak;
+  std::atomic<int> produced{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = max_in_flight});
+  graph.source("numbers", [&, n = 0]() mutable -> std::optional<int> {
+         if (n >= 200) return std::nullopt;
+         ++produced;
+         return n++;
+       })
+      .limit()
+      .compute("enter", pixflow::Concurrency::unlimited(),
+               [&](int v) -> pixflow::Result<int> {
+                 ++live;
+                 peak.enter();
+                 return v;
+               })
+      .compute("work", pixflow::Concurrency::unlimited(),
+               [&](int v) -> pixflow::Result<int> {
+                 burn(50us);
+                 if (v % 7 == 0) {  // failures must give their place back too
+                   --live;
+                   peak.leave();
+                   return pixflow::Failure{"multiple of seven"};
+                 }
+                 return v;
+               })
+      .sink("leave", pixflow::Concurrency(2), [&](int) {
+        --live;
+        peak.leave();
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  CHECK(produced == 200);
+  CHECK(peak.peak() <= static_cast<int>(max_in_flight));
+  CHECK(report.peak_live <= max_in_flight);
+  CHECK(report.node("work")->failed == 29);  // 0, 7, ..., 196
+  CHECK(report.node("leave")->items == 171);
+  CHECK_FALSE(report.cancelled);
+}
+
+TEST_CASE("an I/O stage with many slow operations does not stop compute stages", "[graph]") {
+  // One thread only. The first 8 operations complete at once; every later one is held by the service
+  // until the compute stage has processed those 8. A blocking download would hold the only thread and
+  // the run would never end (the timeout would cancel it); with an async I/O stage it completes.
+  Service service;
+  std::atomic<int> computed{0};
+  const int items = 48;
+  pixflow::Graph graph({.threads = 1, .max_in_flight = 64, .timeout_s = 20});
+  graph.on_cancel([&] { service.cancel_all([](Service::Op& op) { op(); }); });
+  graph.source("numbers", count_to(items))
+      .limit()
+      .io<int>("download", pixflow::Concurrency(16),
+               [&](int v, pixflow::Completion<int> done) {
+                 service.submit([&, v] { return v < 8 || computed.load() >= 8; }, [done, v] { done(v * 10); });
+               })
+      .compute("decode", pixflow::Concurrency::unlimited(),
+               [&](int v) -> pixflow::Result<int> {
+                 burn(200us);
+                 ++computed;
+                 service.poke();
+                 return v;
+               })
+      .sink("write", pixflow::Concurrency(1), [](int) { return pixflow::ok(); });
+  const auto report = graph.run();
+  CHECK_FALSE(report.cancelled);
+  CHECK(computed == items);
+  // Operations in flight are bounded by the stage's concurrency, not by the single thread.
+  CHECK(report.node("download")->peak_active == 16);
+  CHECK(report.node("download")->items == static_cast<std::uint64_t>(items));
+}
+
+TEST_CASE("failures reach the report with their stage and reason, and the run goes on", "[graph]") {
+  std::mutex mutex;
+  std::map<std::uint64_t, pixflow::ItemFailure> failures;
+  std::atomic<int> done{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 4});
+  graph.on_failure([&](const pixflow::ItemFailure& f) {
+    std::lock_guard lock(mutex);
+    failures.emplace(f.key.seq, f);
+  });
+  graph.source("numbers", count_to(30))
+      .limit()
+      .compute("parse", pixflow::Concurrency::unlimited(),
+               [](int v) -> pixflow::Result<int> {
+                 if (v == 3) return pixflow::Failure{"three is bad"};
+                 if (v == 5) throw std::runtime_error("boom");
+                 return v;
+               })
+      .io<int>("fetch", pixflow::Concurrency(2),
+               [](int v, pixflow::Completion<int> complete) {
+                 if (v == 11) return;  // drops the completion: the item must fail, not hang
+                 if (v == 13) {
+                   complete(pixflow::Failure{"http 404"});
+                   return;
+                 }
+                 complete(v);
+               })
+      .sink("store", pixflow::Concurrency(1), [&](int v) -> pixflow::Result<void> {
+        if (v == 20) return pixflow::Failure{"disk full"};
+        ++done;
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  CHECK(done == 25);
+  REQUIRE(failures.size() == 5);
+  CHECK(failures.at(3).stage == "parse");
+  CHECK(failures.at(3).reason == "three is bad");
+  CHECK(failures.at(5).reason == "internal error: boom");
+  CHECK(failures.at(11).stage == "fetch");
+  CHECK(failures.at(11).reason == "operation abandoned");
+  CHECK(failures.at(13).reason == "http 404");
+  CHECK(failures.at(20).stage == "store");
+  CHECK(report.node("parse")->failed == 2);
+  CHECK(report.node("fetch")->failed == 2);
+  CHECK(report.node("store")->failed == 1);
+}
+
+TEST_CASE("expand passes children on with keys in emission order", "[graph]") {
+  std::mutex mutex;
+  std::vector<pixflow::ItemKey> keys;
+  std::vector<std::string> values;
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 8});
+  graph.source("pages", count_to(3))
+      .expand<std::string>("list", pixflow::Concurrency(2),
+                           [](int page, pixflow::Emitter<std::string>& emit) -> pixflow::Result<void> {
+                             if (page == 2) return pixflow::Failure{"page 2 unavailable"};
+                             for (int i = 0; i < 3; ++i) emit("p" + std::to_string(page) + "i" + std::to_string(i));
+                             return pixflow::ok();
+                           })
+      .limit()
+      .sink("collect", pixflow::Concurrency(1), [&](std::string s) {
+        std::lock_guard lock(mutex);
+        values.push_back(std::move(s));
+        return pixflow::ok();
+      });
+  // Keys are observed through a stage that sees them: failures carry theirs.
+  const auto report = graph.run();
+  std::sort(values.begin(), values.end());
+  CHECK(values == std::vector<std::string>{"p0i0", "p0i1", "p0i2", "p1i0", "p1i1", "p1i2"});
+  CHECK(report.node("list")->emitted == 6);
+  CHECK(report.node("list")->failed == 1);
+  CHECK(report.node("pages")->emitted == 3);
+}
+
+TEST_CASE("item keys order children after their parent", "[graph]") {
+  CHECK(pixflow::ItemKey{0, 5} < pixflow::ItemKey{1, 0});
+  CHECK(pixflow::ItemKey{1, 1} < pixflow::ItemKey{1, 2});
+  CHECK(pixflow::ItemKey{2, 0} == pixflow::ItemKey{2, 0});
+}
+
+TEST_CASE("a timeout cancels the run, pending I/O is completed and run() returns", "[graph][cancel]") {
+  Service service;
+  std::atomic<int> cancelled_ops{0};
+  std::atomic<int> written{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 8, .timeout_s = 0.3});
+  graph.on_cancel([&] {
+    service.cancel_all([&](Service::Op& op) {
+      ++cancelled_ops;
+      op();
+    });
+  });
+  std::atomic<int> failures{0};
+  graph.on_failure([&](const pixflow::ItemFailure&) { ++failures; });
+  graph.source("numbers", count_to(1000))
+      .limit()
+      .io<int>("download", pixflow::Concurrency(4),
+               [&](int v, pixflow::Completion<int> done) {
+                 // Only the first 10 ever complete; the rest would wait forever without cancellation.
+                 service.submit([v] { return v < 10; }, [done, v] { done(v); });
+               })
+      .sink("write", pixflow::Concurrency(1), [&](int) {
+        ++written;
+        return pixflow::ok();
+      });
+  const auto started = std::chrono::steady_clock::now();
+  const auto report = graph.run();
+  CHECK(report.cancelled);
+  CHECK(report.cancel_reason == "timed out after 0.3 s");
+  CHECK(written == 10);
+  CHECK(cancelled_ops >= 1);
+  CHECK(std::chrono::steady_clock::now() - started < 10s);  // a hang guard, not a speed check
+}
+
+TEST_CASE("cancel() from another thread and an interrupt both stop the run", "[graph][cancel]") {
+  const bool by_interrupt = GENERATE(false, true);
+  pixflow::clear_interrupt();
+  std::atomic<int> processed{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 4, .stop_on_interrupt = true});
+  graph.source("endless", [n = 0]() mutable -> std::optional<int> { return n++; })
+      .limit()
+      .compute("work", pixflow::Concurrency::unlimited(),
+               [&](int v) -> pixflow::Result<int> {
+                 burn(100us);
+                 return v;
+               })
+      .sink("count", pixflow::Concurrency(1), [&](int) {
+        ++processed;
+        return pixflow::ok();
+      });
+  std::thread stopper([&] {
+    while (processed.load() < 50) std::this_thread::sleep_for(1ms);
+    if (by_interrupt)
+      pixflow::request_interrupt();
+    else
+      graph.cancel("stopped by the user");
+  });
+  const auto report = graph.run();
+  stopper.join();
+  pixflow::clear_interrupt();
+  CHECK(report.cancelled);
+  CHECK(report.cancel_reason == (by_interrupt ? "interrupted" : "stopped by the user"));
+  CHECK(processed >= 50);
+}
+
+TEST_CASE("a source that throws stops the run with its reason", "[graph][cancel]") {
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 4});
+  std::atomic<int> seen{0};
+  graph.source("broken", [n = 0]() mutable -> std::optional<int> {
+         if (n == 5) throw std::runtime_error("listing unreadable");
+         return n++;
+       })
+      .limit()
+      .sink("count", pixflow::Concurrency(1), [&](int) {
+        ++seen;
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  CHECK(report.cancelled);
+  CHECK(report.cancel_reason == "source failed: listing unreadable");
+  CHECK(seen <= 5);
+}
+
+TEST_CASE("a graph runs once", "[graph]") {
+  pixflow::Graph graph({.threads = 1});
+  graph.source("none", []() -> std::optional<int> { return std::nullopt; })
+      .sink("drop", pixflow::Concurrency(1), [](int) { return pixflow::ok(); });
+  const auto report = graph.run();
+  CHECK(report.node("none")->emitted == 0);
+  CHECK_THROWS_AS(graph.run(), std::logic_error);
+}
