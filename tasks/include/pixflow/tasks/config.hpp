@@ -1,0 +1,128 @@
+#pragma once
+/// @file
+/// The JSON config: pixflow's tuning surface (threads, back-pressure, each node's concurrency, download
+/// limits, thumbnail sizes and encoding). Every key is optional; a document is merged onto defaults.
+///
+/// Shape (every value shown is the default):
+/// @code{.json}
+/// {"threads": 0, "max_in_flight": 64, "timeout_s": 0,
+///  "nodes": {"fetch":     {"concurrency": 2},
+///            "download":  {"concurrency": 32, "per_host": 16, "connect_timeout_s": 10, "timeout_s": 120,
+///                          "stall_timeout_s": 30, "max_bytes": 67108864, "max_redirects": 5},
+///            "decode":    {"concurrency": "unlimited"},
+///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
+///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3},
+///            "write":     {"concurrency": 4}}}
+/// @endcode
+///
+/// @code
+/// using namespace pixflow::tasks;
+/// try {
+///   PipelineConfig config = load_config("pixflow.json");          // or parse_config(json)
+///   config.thumbnail.sizes.push_back({256, 256});
+///   std::cout << to_json(config).dump(2);                          // --dump-config
+/// } catch (const ConfigError& e) {
+///   std::cerr << e.what() << '\n';   // "pixflow.json: /nodes/download/concurency: unknown key"
+/// }
+/// @endcode
+#include <cstddef>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pixflow/engine/concurrency.hpp"
+#include "pixflow/tasks/image_types.hpp"
+
+namespace pixflow::tasks {
+
+/// `/nodes/download/...`: the HTTP transfers (gallery images and URL-list entries).
+struct DownloadConfig {
+  pixflow::Concurrency concurrency{32};  ///< transfers in flight at once (not threads)
+  std::size_t per_host = 16;             ///< connections to one host at once, >= 1
+  double connect_timeout_s = 10;         ///< TCP+TLS connect limit, > 0
+  double timeout_s = 120;                ///< whole transfer limit (from start, not from queueing), > 0
+  double stall_timeout_s = 30;           ///< abort a body that makes no progress for this long, > 0
+  std::size_t max_bytes = 64u << 20;     ///< body size cap, enforced while receiving, >= 1
+  long max_redirects = 5;                ///< redirects followed, 0..100 (0: none)
+  friend bool operator==(const DownloadConfig&, const DownloadConfig&) = default;
+};
+
+/// `/nodes/thumbnail/...`: resize and encode (one decode makes every size).
+struct ThumbnailConfig {
+  pixflow::Concurrency concurrency = pixflow::Concurrency::unlimited();
+  std::vector<Size> sizes{{128, 128}};   ///< boxes, non-empty, no duplicates; written "WxH"
+  ImageFormat format = ImageFormat::same;  ///< same, jpeg, png or webp
+  int jpeg_quality = 85;                 ///< 1..100
+  int webp_quality = 80;                 ///< 1..100
+  int png_compression = 3;               ///< 0..9
+  friend bool operator==(const ThumbnailConfig&, const ThumbnailConfig&) = default;
+};
+
+/// The whole tuning surface of one pipeline run.
+struct PipelineConfig {
+  std::size_t threads = 0;                             ///< `/threads`: worker threads; 0 = all cores
+  std::size_t max_in_flight = 64;                      ///< `/max_in_flight`: items alive in the graph (back-pressure), 1..1000000
+  double timeout_s = 0;                                ///< `/timeout_s`: whole run; 0 = none
+  pixflow::Concurrency fetch_concurrency{2};           ///< `/nodes/fetch/concurrency`: listing pages in flight
+  DownloadConfig download;                             ///< `/nodes/download/...`
+  pixflow::Concurrency decode_concurrency = pixflow::Concurrency::unlimited();  ///< `/nodes/decode/concurrency`
+  ThumbnailConfig thumbnail;                           ///< `/nodes/thumbnail/...`
+  pixflow::Concurrency write_concurrency{4};           ///< `/nodes/write/concurrency`
+  friend bool operator==(const PipelineConfig&, const PipelineConfig&) = default;
+};
+
+/// Upper bounds the parser enforces (sanity limits, not tuning advice).
+inline constexpr std::size_t kMaxThreads = 4096;
+inline constexpr std::size_t kMaxConcurrency = 1'000'000;     ///< also the bound of per_host
+inline constexpr std::size_t kMaxInFlight = 1'000'000;
+inline constexpr double kMaxSeconds = 10'000'000;               ///< any *_s value
+inline constexpr std::size_t kMaxBytes = std::size_t{1} << 40;  ///< 1 TiB
+inline constexpr long kMaxRedirects = 100;
+inline constexpr int kMaxThumbnailSide = 65535;
+
+/// A config error. `path()` is the JSON pointer at fault ("/nodes/download/concurency"; "" for the
+/// root or a file-level problem), `message()` says what is wrong, `file()` names the file ("" when
+/// parsing a document). what() is "[<file>: ]<path>: <message>", e.g.
+/// "/nodes/download/concurency: unknown key" or
+/// "/threads: expected an integer >= 0, got \"four\"". A root error shows the path as "(root)"; a
+/// file-level error (unreadable file, JSON syntax error) has no path part:
+/// "pixflow.json: line 3, column 14: syntax error ...".
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string path, std::string message);
+  /// The same error, located in `file`.
+  ConfigError(std::filesystem::path file, std::string path, std::string message);
+
+  /// The JSON pointer at fault ("" for the root or when the file itself is at fault).
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  /// What is wrong, without the path ("unknown key").
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
+  /// The config file, empty when parsing a document.
+  [[nodiscard]] const std::filesystem::path& file() const noexcept { return file_; }
+
+ private:
+  std::string path_;
+  std::string message_;
+  std::filesystem::path file_;
+};
+
+/// Reads `document` onto `defaults`: keys present override, absent keys keep the default (a `sizes`
+/// array replaces the whole list). Unknown keys at any level, wrong types (a boolean or a float where
+/// an integer is expected, ...), out-of-range values, malformed sizes and unknown formats throw
+/// ConfigError naming the JSON path. Keys are checked in the document's key order (nlohmann::json
+/// sorts them), so the error reported is deterministic: the first one in that order.
+PipelineConfig parse_config(const nlohmann::json& document, PipelineConfig defaults = {});
+
+/// Reads and parses a JSON file onto `defaults`. Throws ConfigError with the file named: when it
+/// cannot be read ("cannot read: No such file or directory"), on a syntax error (with line and
+/// column), or for any error parse_config reports.
+PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig defaults = {});
+
+/// The effective config, every key present, in the shape of the file (for `--dump-config`).
+/// parse_config(to_json(c)) == c.
+nlohmann::json to_json(const PipelineConfig& config);
+
+}  // namespace pixflow::tasks

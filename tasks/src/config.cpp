@@ -1,0 +1,277 @@
+#include "pixflow/tasks/config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <iterator>
+#include <limits>
+#include <string_view>
+#include <utility>
+
+namespace pixflow::tasks {
+
+namespace {
+
+using json = nlohmann::json;
+using pointer = json::json_pointer;
+
+std::string shown_path(const std::string& path) { return path.empty() ? "(root)" : path; }
+
+std::string compose(const std::filesystem::path& file, const std::string& path, const std::string& message) {
+  std::string text;
+  if (!file.empty()) text += file.string() + ": ";
+  if (!path.empty() || file.empty()) text += shown_path(path) + ": ";
+  return text + message;
+}
+
+/// The offending value as JSON, cut short when long: `"four"`, `0`, `[1,2]`.
+std::string shown(const json& value) {
+  std::string text = value.dump();
+  constexpr std::size_t kMax = 60;
+  if (text.size() > kMax) text = text.substr(0, kMax) + "...";
+  return text;
+}
+
+[[noreturn]] void fail(const pointer& at, const std::string& message) { throw ConfigError(at.to_string(), message); }
+
+[[noreturn]] void fail_got(const pointer& at, const std::string& expected, const json& value) {
+  fail(at, "expected " + expected + ", got " + shown(value));
+}
+
+/// An integer in [min, max]; booleans and floats (even 4.0) are type errors.
+std::uint64_t read_integer(const json& value, const pointer& at, std::int64_t min, std::uint64_t max) {
+  const std::string expected = "an integer >= " + std::to_string(min);
+  if (value.is_number_unsigned()) {
+    const auto n = value.get<std::uint64_t>();
+    if (min > 0 && n < static_cast<std::uint64_t>(min)) fail_got(at, expected, value);
+    if (n > max) fail_got(at, "an integer <= " + std::to_string(max), value);
+    return n;
+  }
+  if (value.is_number_integer()) {  // stored signed: negative, or built in C++ from an int
+    const auto n = value.get<std::int64_t>();
+    if (n < min) fail_got(at, expected, value);
+    if (n >= 0 && static_cast<std::uint64_t>(n) > max) fail_got(at, "an integer <= " + std::to_string(max), value);
+    return static_cast<std::uint64_t>(n);
+  }
+  fail_got(at, expected, value);
+}
+
+/// A number of seconds (integer or float, not boolean): finite, >= 0 (> 0 unless `zero_allowed`), <= kMaxSeconds.
+double read_seconds(const json& value, const pointer& at, bool zero_allowed) {
+  const std::string expected = zero_allowed ? "a number >= 0" : "a number > 0";
+  if (!value.is_number()) fail_got(at, expected, value);
+  const double n = value.get<double>();
+  if (!std::isfinite(n) || n < 0 || (!zero_allowed && n == 0)) fail_got(at, expected, value);
+  if (n > kMaxSeconds) fail_got(at, "a number <= " + json(kMaxSeconds).dump(), value);
+  return n;
+}
+
+/// An integer >= 1 or "unlimited".
+pixflow::Concurrency read_concurrency(const json& value, const pointer& at) {
+  const std::string expected = "an integer >= 1 or \"unlimited\"";
+  if (value.is_string()) {
+    if (value.get_ref<const std::string&>() == "unlimited") return pixflow::Concurrency::unlimited();
+    fail_got(at, expected, value);
+  }
+  if (!value.is_number_integer()) fail_got(at, expected, value);  // also booleans and floats
+  if (!value.is_number_unsigned() && value.get<std::int64_t>() < 1) fail_got(at, expected, value);
+  const auto n = value.get<std::uint64_t>();
+  if (n < 1) fail_got(at, expected, value);
+  if (n > kMaxConcurrency) fail_got(at, "an integer <= " + std::to_string(kMaxConcurrency) + " or \"unlimited\"", value);
+  return pixflow::Concurrency(static_cast<std::size_t>(n));
+}
+
+int read_int(const json& value, const pointer& at, int min, int max) {
+  return static_cast<int>(read_integer(value, at, min, static_cast<std::uint64_t>(max)));
+}
+
+std::vector<Size> read_sizes(const json& value, const pointer& at) {
+  const std::string expected = "a non-empty array of sizes like [\"128x128\"]";
+  if (!value.is_array() || value.empty()) fail_got(at, expected, value);
+  std::vector<Size> sizes;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const json& item = value[i];
+    const pointer item_at = at / i;
+    const std::string item_expected = "a size \"WxH\" with 1 <= W, H <= " + std::to_string(kMaxThumbnailSide);
+    if (!item.is_string()) fail_got(item_at, item_expected, item);
+    const auto size = parse_size(item.get_ref<const std::string&>());
+    if (!size || size->width > kMaxThumbnailSide || size->height > kMaxThumbnailSide)
+      fail_got(item_at, item_expected, item);
+    if (std::find(sizes.begin(), sizes.end(), *size) != sizes.end())
+      fail(item_at, "duplicate size " + to_string(*size));
+    sizes.push_back(*size);
+  }
+  return sizes;
+}
+
+ImageFormat read_format(const json& value, const pointer& at) {
+  const std::string expected = "one of \"same\", \"jpg\", \"png\", \"webp\"";
+  if (!value.is_string()) fail_got(at, expected, value);
+  const auto format = parse_format(value.get_ref<const std::string&>());
+  if (!format) fail_got(at, expected, value);
+  return *format;
+}
+
+/// One key of an object and what to do with its value.
+struct Field {
+  std::string_view key;
+  std::function<void(const json& value, const pointer& at)> read;
+};
+
+/// Walks the keys of `object` (in its own key order): an unknown key is an error, a known one is read.
+void read_object(const json& value, const pointer& at, std::initializer_list<Field> fields) {
+  if (!value.is_object()) fail_got(at, "an object", value);
+  for (const auto& [key, item] : value.items()) {
+    const auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == key; });
+    if (field == fields.end()) fail(at / key, "unknown key");
+    field->read(item, at / key);
+  }
+}
+
+void read_download(const json& value, const pointer& at, DownloadConfig& out) {
+  read_object(value, at, {
+    {"concurrency", [&](const json& v, const pointer& p) { out.concurrency = read_concurrency(v, p); }},
+    {"per_host", [&](const json& v, const pointer& p) { out.per_host = read_integer(v, p, 1, kMaxConcurrency); }},
+    {"connect_timeout_s", [&](const json& v, const pointer& p) { out.connect_timeout_s = read_seconds(v, p, false); }},
+    {"timeout_s", [&](const json& v, const pointer& p) { out.timeout_s = read_seconds(v, p, false); }},
+    {"stall_timeout_s", [&](const json& v, const pointer& p) { out.stall_timeout_s = read_seconds(v, p, false); }},
+    {"max_bytes", [&](const json& v, const pointer& p) { out.max_bytes = read_integer(v, p, 1, kMaxBytes); }},
+    {"max_redirects", [&](const json& v, const pointer& p) {
+       out.max_redirects = static_cast<long>(read_integer(v, p, 0, static_cast<std::uint64_t>(kMaxRedirects)));
+     }},
+  });
+}
+
+void read_thumbnail(const json& value, const pointer& at, ThumbnailConfig& out) {
+  read_object(value, at, {
+    {"concurrency", [&](const json& v, const pointer& p) { out.concurrency = read_concurrency(v, p); }},
+    {"sizes", [&](const json& v, const pointer& p) { out.sizes = read_sizes(v, p); }},
+    {"format", [&](const json& v, const pointer& p) { out.format = read_format(v, p); }},
+    {"jpeg_quality", [&](const json& v, const pointer& p) { out.jpeg_quality = read_int(v, p, 1, 100); }},
+    {"webp_quality", [&](const json& v, const pointer& p) { out.webp_quality = read_int(v, p, 1, 100); }},
+    {"png_compression", [&](const json& v, const pointer& p) { out.png_compression = read_int(v, p, 0, 9); }},
+  });
+}
+
+/// A node that has only a concurrency.
+Field concurrency_node(std::string_view name, pixflow::Concurrency& out) {
+  return {name, [&out](const json& v, const pointer& p) {
+            read_object(v, p, {{"concurrency", [&out](const json& c, const pointer& q) { out = read_concurrency(c, q); }}});
+          }};
+}
+
+json concurrency_json(pixflow::Concurrency c) {
+  if (c.is_unlimited()) return "unlimited";
+  return c.limit();
+}
+
+/// Line and column (1-based) of the byte at `offset` (0-based) in `text`.
+std::pair<std::size_t, std::size_t> line_column(std::string_view text, std::size_t offset) {
+  offset = std::min(offset, text.size());
+  const std::string_view before = text.substr(0, offset);
+  const auto line = static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n')) + 1;
+  const auto last_newline = before.rfind('\n');
+  const std::size_t column = last_newline == std::string_view::npos ? offset + 1 : offset - last_newline;
+  return {line, column};
+}
+
+/// nlohmann's parse_error text without its "[json.exception...] parse error at line L, column C: " prefix.
+std::string syntax_detail(const json::parse_error& e) {
+  std::string text = e.what();
+  if (const auto colon = text.find(": "); text.rfind("[json.exception", 0) == 0 && colon != std::string::npos)
+    text = text.substr(colon + 2);
+  return text;
+}
+
+}  // namespace
+
+ConfigError::ConfigError(std::string path, std::string message)
+    : std::runtime_error(compose({}, path, message)), path_(std::move(path)), message_(std::move(message)) {}
+
+ConfigError::ConfigError(std::filesystem::path file, std::string path, std::string message)
+    : std::runtime_error(compose(file, path, message)),
+      path_(std::move(path)),
+      message_(std::move(message)),
+      file_(std::move(file)) {}
+
+PipelineConfig parse_config(const json& document, PipelineConfig defaults) {
+  PipelineConfig c = std::move(defaults);
+  const pointer root;
+  read_object(document, root, {
+    {"threads", [&](const json& v, const pointer& p) { c.threads = read_integer(v, p, 0, kMaxThreads); }},
+    {"max_in_flight", [&](const json& v, const pointer& p) { c.max_in_flight = read_integer(v, p, 1, kMaxInFlight); }},
+    {"timeout_s", [&](const json& v, const pointer& p) { c.timeout_s = read_seconds(v, p, true); }},
+    {"nodes", [&](const json& v, const pointer& p) {
+       read_object(v, p, {
+         concurrency_node("fetch", c.fetch_concurrency),
+         {"download", [&](const json& d, const pointer& q) { read_download(d, q, c.download); }},
+         concurrency_node("decode", c.decode_concurrency),
+         {"thumbnail", [&](const json& t, const pointer& q) { read_thumbnail(t, q, c.thumbnail); }},
+         concurrency_node("write", c.write_concurrency),
+       });
+     }},
+  });
+  return c;
+}
+
+PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig defaults) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(EISDIR));
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(errno));
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(errno));
+
+  json document;
+  try {
+    document = json::parse(text);
+  } catch (const json::parse_error& e) {
+    // e.byte is the 1-based count of bytes read when the error was seen: the offending byte.
+    const auto [line, column] = line_column(text, e.byte == 0 ? 0 : e.byte - 1);
+    throw ConfigError(file, "", "line " + std::to_string(line) + ", column " + std::to_string(column) + ": " +
+                                    syntax_detail(e));
+  }
+  try {
+    return parse_config(document, std::move(defaults));
+  } catch (const ConfigError& e) {
+    throw ConfigError(file, e.path(), e.message());
+  }
+}
+
+json to_json(const PipelineConfig& c) {
+  json sizes = json::array();
+  for (const Size s : c.thumbnail.sizes) sizes.push_back(to_string(s));
+  const DownloadConfig& d = c.download;
+  const ThumbnailConfig& t = c.thumbnail;
+  return {
+      {"threads", c.threads},
+      {"max_in_flight", c.max_in_flight},
+      {"timeout_s", c.timeout_s},
+      {"nodes",
+       {{"fetch", {{"concurrency", concurrency_json(c.fetch_concurrency)}}},
+        {"download",
+         {{"concurrency", concurrency_json(d.concurrency)},
+          {"per_host", d.per_host},
+          {"connect_timeout_s", d.connect_timeout_s},
+          {"timeout_s", d.timeout_s},
+          {"stall_timeout_s", d.stall_timeout_s},
+          {"max_bytes", d.max_bytes},
+          {"max_redirects", d.max_redirects}}},
+        {"decode", {{"concurrency", concurrency_json(c.decode_concurrency)}}},
+        {"thumbnail",
+         {{"concurrency", concurrency_json(t.concurrency)},
+          {"sizes", sizes},
+          {"format", std::string(t.format == ImageFormat::jpeg ? "jpg" : name_of(t.format))},
+          {"jpeg_quality", t.jpeg_quality},
+          {"webp_quality", t.webp_quality},
+          {"png_compression", t.png_compression}}},
+        {"write", {{"concurrency", concurrency_json(c.write_concurrency)}}}}},
+  };
+}
+
+}  // namespace pixflow::tasks

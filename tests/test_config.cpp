@@ -1,0 +1,316 @@
+// Tests for pixflow/tasks/config.hpp: defaults, merging, every kind of bad value named by its JSON
+// path, the to_json round trip, and loading real files (syntax errors with line and column).
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <string>
+
+#include "pixflow/tasks/config.hpp"
+#include "support.hpp"
+
+using pixflow::Concurrency;
+using pixflow::tasks::ConfigError;
+using pixflow::tasks::ImageFormat;
+using pixflow::tasks::load_config;
+using pixflow::tasks::parse_config;
+using pixflow::tasks::PipelineConfig;
+using pixflow::tasks::Size;
+using pixflow::tasks::to_json;
+using json = nlohmann::json;
+
+namespace {
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+}  // namespace
+
+TEST_CASE("an empty document gives the documented defaults", "[config]") {
+  const PipelineConfig c = parse_config(json::object());
+  CHECK(c.threads == 0);
+  CHECK(c.max_in_flight == 64);
+  CHECK(c.timeout_s == 0.0);
+  CHECK(c.fetch_concurrency == Concurrency(2));
+  CHECK(c.download.concurrency == Concurrency(32));
+  CHECK(c.download.per_host == 16);
+  CHECK(c.download.connect_timeout_s == 10.0);
+  CHECK(c.download.timeout_s == 120.0);
+  CHECK(c.download.stall_timeout_s == 30.0);
+  CHECK(c.download.max_bytes == 64u * 1024 * 1024);
+  CHECK(c.download.max_redirects == 5);
+  CHECK(c.decode_concurrency.is_unlimited());
+  CHECK(c.thumbnail.concurrency.is_unlimited());
+  CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}});
+  CHECK(c.thumbnail.format == ImageFormat::same);
+  CHECK(c.thumbnail.jpeg_quality == 85);
+  CHECK(c.thumbnail.webp_quality == 80);
+  CHECK(c.thumbnail.png_compression == 3);
+  CHECK(c.write_concurrency == Concurrency(4));
+  CHECK(c == PipelineConfig{});
+}
+
+TEST_CASE("the issue's document parses to the values it states", "[config]") {
+  const auto c = parse_config(json::parse(R"({
+    "threads": 3, "max_in_flight": 200, "timeout_s": 90.5,
+    "nodes": {
+      "fetch": {"concurrency": 4},
+      "download": {"concurrency": 48, "per_host": 8, "connect_timeout_s": 2.5, "timeout_s": 60,
+                   "stall_timeout_s": 15, "max_bytes": 1048576, "max_redirects": 0},
+      "decode": {"concurrency": 2},
+      "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128", "640x480"], "format": "webp",
+                    "jpeg_quality": 90, "webp_quality": 70, "png_compression": 9},
+      "write": {"concurrency": "unlimited"}
+    }})"));
+  CHECK(c.threads == 3);
+  CHECK(c.max_in_flight == 200);
+  CHECK(c.timeout_s == 90.5);
+  CHECK(c.fetch_concurrency == Concurrency(4));
+  CHECK(c.download.concurrency == Concurrency(48));
+  CHECK(c.download.per_host == 8);
+  CHECK(c.download.connect_timeout_s == 2.5);
+  CHECK(c.download.timeout_s == 60.0);
+  CHECK(c.download.stall_timeout_s == 15.0);
+  CHECK(c.download.max_bytes == 1048576);
+  CHECK(c.download.max_redirects == 0);
+  CHECK(c.decode_concurrency == Concurrency(2));
+  CHECK(c.thumbnail.concurrency.is_unlimited());
+  CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}, {640, 480}});
+  CHECK(c.thumbnail.format == ImageFormat::webp);
+  CHECK(c.thumbnail.jpeg_quality == 90);
+  CHECK(c.thumbnail.webp_quality == 70);
+  CHECK(c.thumbnail.png_compression == 9);
+  CHECK(c.write_concurrency.is_unlimited());
+}
+
+TEST_CASE("a document is merged onto the given defaults, key by key", "[config]") {
+  PipelineConfig defaults;
+  defaults.threads = 7;
+  defaults.download.per_host = 3;
+  defaults.download.max_redirects = 9;
+  defaults.thumbnail.sizes = {{64, 64}, {256, 256}};
+  defaults.thumbnail.format = ImageFormat::png;
+
+  const auto c = parse_config(json::parse(R"({"nodes": {"download": {"per_host": 5},
+                                              "thumbnail": {"sizes": ["32x16"]}}})"),
+                              defaults);
+  CHECK(c.threads == 7);                    // absent: kept
+  CHECK(c.download.per_host == 5);          // present: overridden
+  CHECK(c.download.max_redirects == 9);     // sibling absent: kept
+  CHECK(c.thumbnail.sizes == std::vector<Size>{{32, 16}});  // an array replaces the list
+  CHECK(c.thumbnail.format == ImageFormat::png);
+  CHECK(c.max_in_flight == 64);
+
+  // Values built in C++ (signed ints) are read like parsed ones.
+  const auto built = parse_config(json{{"threads", 2}, {"nodes", {{"write", {{"concurrency", 3}}}}}});
+  CHECK(built.threads == 2);
+  CHECK(built.write_concurrency == Concurrency(3));
+}
+
+TEST_CASE("every kind of bad config names the JSON path at fault", "[config]") {
+  struct Case {
+    const char* document;
+    const char* path;
+    const char* what;
+  };
+  const Case cases[] = {
+      {R"({"nodes":{"download":{"concurency":8}}})", "/nodes/download/concurency",
+       "/nodes/download/concurency: unknown key"},
+      {R"({"thread":2})", "/thread", "/thread: unknown key"},
+      {R"({"nodes":{"resize":{}}})", "/nodes/resize", "/nodes/resize: unknown key"},
+      {R"({"nodes":{"write":{"concurrency":2,"atomic":true}}})", "/nodes/write/atomic", "/nodes/write/atomic: unknown key"},
+      {R"({"threads":"four"})", "/threads", R"(/threads: expected an integer >= 0, got "four")"},
+      {R"({"threads":-1})", "/threads", "/threads: expected an integer >= 0, got -1"},
+      {R"({"threads":2.5})", "/threads", "/threads: expected an integer >= 0, got 2.5"},
+      {R"({"threads":4.0})", "/threads", "/threads: expected an integer >= 0, got 4.0"},
+      {R"({"threads":100000})", "/threads", "/threads: expected an integer <= 4096, got 100000"},
+      {R"({"max_in_flight":0})", "/max_in_flight", "/max_in_flight: expected an integer >= 1, got 0"},
+      {R"({"max_in_flight":1000001})", "/max_in_flight", "/max_in_flight: expected an integer <= 1000000, got 1000001"},
+      {R"({"max_in_flight":true})", "/max_in_flight", "/max_in_flight: expected an integer >= 1, got true"},
+      {R"({"timeout_s":-5})", "/timeout_s", "/timeout_s: expected a number >= 0, got -5"},
+      {R"({"timeout_s":"10s"})", "/timeout_s", R"(/timeout_s: expected a number >= 0, got "10s")"},
+      {R"({"nodes":{"decode":{"concurrency":0}}})", "/nodes/decode/concurrency",
+       R"(/nodes/decode/concurrency: expected an integer >= 1 or "unlimited", got 0)"},
+      {R"({"nodes":{"fetch":{"concurrency":"lots"}}})", "/nodes/fetch/concurrency",
+       R"(/nodes/fetch/concurrency: expected an integer >= 1 or "unlimited", got "lots")"},
+      {R"({"nodes":{"write":{"concurrency":false}}})", "/nodes/write/concurrency",
+       R"(/nodes/write/concurrency: expected an integer >= 1 or "unlimited", got false)"},
+      {R"({"nodes":{"write":{"concurrency":-3}}})", "/nodes/write/concurrency",
+       R"(/nodes/write/concurrency: expected an integer >= 1 or "unlimited", got -3)"},
+      {R"({"nodes":{"download":{"concurrency":2000000}}})", "/nodes/download/concurrency",
+       R"(/nodes/download/concurrency: expected an integer <= 1000000 or "unlimited", got 2000000)"},
+      {R"({"nodes":{"download":{"per_host":0}}})", "/nodes/download/per_host",
+       "/nodes/download/per_host: expected an integer >= 1, got 0"},
+      {R"({"nodes":{"download":{"connect_timeout_s":0}}})", "/nodes/download/connect_timeout_s",
+       "/nodes/download/connect_timeout_s: expected a number > 0, got 0"},
+      {R"({"nodes":{"download":{"stall_timeout_s":null}}})", "/nodes/download/stall_timeout_s",
+       "/nodes/download/stall_timeout_s: expected a number > 0, got null"},
+      {R"({"nodes":{"download":{"max_redirects":-1}}})", "/nodes/download/max_redirects",
+       "/nodes/download/max_redirects: expected an integer >= 0, got -1"},
+      {R"({"nodes":{"download":{"max_bytes":"64M"}}})", "/nodes/download/max_bytes",
+       R"(/nodes/download/max_bytes: expected an integer >= 1, got "64M")"},
+      {R"({"nodes":{"thumbnail":{"sizes":[]}}})", "/nodes/thumbnail/sizes",
+       R"(/nodes/thumbnail/sizes: expected a non-empty array of sizes like ["128x128"], got [])"},
+      {R"({"nodes":{"thumbnail":{"sizes":"128x128"}}})", "/nodes/thumbnail/sizes",
+       R"(/nodes/thumbnail/sizes: expected a non-empty array of sizes like ["128x128"], got "128x128")"},
+      {R"({"nodes":{"thumbnail":{"sizes":["128x128","12x"]}}})", "/nodes/thumbnail/sizes/1",
+       R"(/nodes/thumbnail/sizes/1: expected a size "WxH" with 1 <= W, H <= 65535, got "12x")"},
+      {R"({"nodes":{"thumbnail":{"sizes":["0x10"]}}})", "/nodes/thumbnail/sizes/0",
+       R"(/nodes/thumbnail/sizes/0: expected a size "WxH" with 1 <= W, H <= 65535, got "0x10")"},
+      {R"({"nodes":{"thumbnail":{"sizes":["64x64","64x64"]}}})", "/nodes/thumbnail/sizes/1",
+       "/nodes/thumbnail/sizes/1: duplicate size 64x64"},
+      {R"({"nodes":{"thumbnail":{"format":"gif"}}})", "/nodes/thumbnail/format",
+       R"(/nodes/thumbnail/format: expected one of "same", "jpg", "png", "webp", got "gif")"},
+      {R"({"nodes":{"thumbnail":{"jpeg_quality":101}}})", "/nodes/thumbnail/jpeg_quality",
+       "/nodes/thumbnail/jpeg_quality: expected an integer <= 100, got 101"},
+      {R"({"nodes":{"thumbnail":{"webp_quality":0}}})", "/nodes/thumbnail/webp_quality",
+       "/nodes/thumbnail/webp_quality: expected an integer >= 1, got 0"},
+      {R"({"nodes":{"thumbnail":{"png_compression":10}}})", "/nodes/thumbnail/png_compression",
+       "/nodes/thumbnail/png_compression: expected an integer <= 9, got 10"},
+      {R"({"nodes":[]})", "/nodes", "/nodes: expected an object, got []"},
+      {R"({"nodes":{"download":8}})", "/nodes/download", "/nodes/download: expected an object, got 8"},
+      {R"([1,2])", "", "(root): expected an object, got [1,2]"},
+      {R"({"a/b~c":1})", "/a~1b~0c", "/a~1b~0c: unknown key"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.document);
+    try {
+      (void)parse_config(json::parse(c.document));
+      FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+      CHECK(e.path() == c.path);
+      CHECK(std::string(e.what()) == c.what);
+      CHECK(e.file().empty());
+    }
+  }
+}
+
+TEST_CASE("the first error in key order is the one reported, every time", "[config]") {
+  // nlohmann::json orders keys by name: "max_in_flight" < "nodes" < "threads".
+  const auto document = json::parse(R"({"threads":-1,"nodes":{"write":{"concurrency":0}},"max_in_flight":0})");
+  for (int i = 0; i < 3; ++i) {
+    try {
+      (void)parse_config(document);
+      FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+      CHECK(e.path() == "/max_in_flight");
+    }
+  }
+}
+
+TEST_CASE("a failed parse leaves nothing half-applied: it throws, the caller keeps its config", "[config]") {
+  PipelineConfig config;
+  config.threads = 5;
+  CHECK_THROWS_AS(config = parse_config(json::parse(R"({"threads":1,"timeout_s":-1})"), config), ConfigError);
+  CHECK(config.threads == 5);
+}
+
+TEST_CASE("to_json gives the effective config in the file's shape, and parses back equal", "[config]") {
+  SECTION("defaults") {
+    const json dumped = to_json(PipelineConfig{});
+    CHECK(dumped.at("/nodes/decode/concurrency"_json_pointer) == "unlimited");
+    CHECK(dumped.at("/nodes/download/concurrency"_json_pointer) == 32);
+    CHECK(dumped.at("/nodes/thumbnail/sizes"_json_pointer) == json::array({"128x128"}));
+    CHECK(dumped.at("/nodes/thumbnail/format"_json_pointer) == "same");
+    CHECK(dumped.at("/max_in_flight"_json_pointer) == 64);
+    CHECK(parse_config(dumped) == PipelineConfig{});
+  }
+  SECTION("every value changed") {
+    PipelineConfig c;
+    c.threads = 2;
+    c.max_in_flight = 9;
+    c.timeout_s = 1.25;
+    c.fetch_concurrency = Concurrency::unlimited();
+    c.download.concurrency = Concurrency(7);
+    c.download.per_host = 2;
+    c.download.connect_timeout_s = 0.5;
+    c.download.timeout_s = 33;
+    c.download.stall_timeout_s = 4.75;
+    c.download.max_bytes = 12345;
+    c.download.max_redirects = 0;
+    c.decode_concurrency = Concurrency(1);
+    c.thumbnail.concurrency = Concurrency(3);
+    c.thumbnail.sizes = {{100, 50}, {1920, 1080}};
+    c.thumbnail.format = ImageFormat::jpeg;
+    c.thumbnail.jpeg_quality = 1;
+    c.thumbnail.webp_quality = 100;
+    c.thumbnail.png_compression = 0;
+    c.write_concurrency = Concurrency(1);
+    const json dumped = to_json(c);
+    CHECK(dumped.at("/nodes/thumbnail/format"_json_pointer) == "jpg");
+    CHECK(parse_config(dumped) == c);
+    // Through text too, as --dump-config output read back with --config would be.
+    CHECK(parse_config(json::parse(dumped.dump(2))) == c);
+    // And onto different defaults: every key is present, so nothing of them survives.
+    PipelineConfig other;
+    other.threads = 99;
+    other.thumbnail.sizes = {{1, 1}};
+    CHECK(parse_config(dumped, other) == c);
+  }
+}
+
+TEST_CASE("load_config reads a file and names it in errors", "[config]") {
+  pixflow::test::TempDir dir;
+
+  SECTION("a good file") {
+    write_file(dir / "good.json", R"({"threads": 1, "nodes": {"thumbnail": {"sizes": ["64x48"]}}})");
+    const auto c = load_config(dir / "good.json");
+    CHECK(c.threads == 1);
+    CHECK(c.thumbnail.sizes == std::vector<Size>{{64, 48}});
+  }
+  SECTION("a syntax error gives the line and column") {
+    const auto file = dir / "broken.json";
+    write_file(file, "{\n  \"threads\": 2,\n  \"nodes\": {\"fetch\": {\"concurrency\": 2,}}\n}\n");
+    try {
+      (void)load_config(file);
+      FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      INFO(what);
+      CHECK(e.file() == file);
+      CHECK(e.path().empty());
+      // The stray '}' after "2," is line 3, column 40.
+      CHECK(what.rfind(file.string() + ": line 3, column 40: syntax error", 0) == 0);
+    }
+  }
+  SECTION("a syntax error on the first line") {
+    write_file(dir / "one.json", R"({"threads": tru})");
+    try {
+      (void)load_config(dir / "one.json");
+      FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find(": line 1, column 16: syntax error") != std::string::npos);
+    }
+  }
+  SECTION("a semantic error names the file and the path") {
+    write_file(dir / "bad.json", R"({"nodes": {"download": {"concurency": 8}}})");
+    try {
+      (void)load_config(dir / "bad.json");
+      FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+      CHECK(e.path() == "/nodes/download/concurency");
+      CHECK(std::string(e.what()) == (dir / "bad.json").string() + ": /nodes/download/concurency: unknown key");
+    }
+  }
+  SECTION("a missing file") {
+    try {
+      (void)load_config(dir / "absent.json");
+      FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+      CHECK(std::string(e.what()) == (dir / "absent.json").string() + ": cannot read: No such file or directory");
+    }
+  }
+  SECTION("a folder") {
+    CHECK_THROWS_WITH(load_config(dir.path()), dir.path().string() + ": cannot read: Is a directory");
+  }
+  SECTION("merged onto defaults") {
+    write_file(dir / "part.json", R"({"max_in_flight": 8})");
+    PipelineConfig defaults;
+    defaults.threads = 3;
+    const auto c = load_config(dir / "part.json", defaults);
+    CHECK(c.threads == 3);
+    CHECK(c.max_in_flight == 8);
+  }
+}
