@@ -1,0 +1,108 @@
+#pragma once
+/// @file
+/// HttpClient: asynchronous HTTP GETs on the libcurl multi interface, run by one loop thread of its own.
+///
+/// submit() hands a request over and returns at once; the callback runs later, exactly once, on the loop
+/// thread, with the body or the reason the transfer failed. The client caps transfers running at once
+/// (`max_in_flight`, and `per_host` per host) in its own queue, so a transfer's timeout counts from when it
+/// really starts. This is what the engine's download stage wraps in a `tbb::flow::async_node` (DESIGN.md
+/// facts 1 and 7): TBB workers never block on the network.
+///
+/// @code
+/// using namespace pixflow::tasks;
+/// HttpClient http({.max_in_flight = 8, .timeout_s = 30});
+/// std::promise<HttpResponse> done;
+/// http.submit({"https://i.imgur.com/abc.jpg", {"Accept: image/*"}},
+///             [&](HttpResponse r) { done.set_value(std::move(r)); });     // runs on the loop thread
+/// HttpResponse r = done.get_future().get();
+/// if (r.ok()) use(r.body, r.content_type);
+/// else std::cerr << r.url << ": " << r.failure_reason() << '\n';          // "http 404", "timed out"
+/// @endcode
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pixflow::tasks {
+
+/// Limits and timeouts of an HttpClient, fixed at construction.
+struct HttpOptions {
+  std::size_t max_in_flight = 32;      ///< transfers running at once; extra requests wait in the client's queue
+  std::size_t per_host = 16;           ///< transfers (and connections) running at once to one host:port
+  double connect_timeout_s = 10;       ///< connecting, per attempt (0: curl's default)
+  double timeout_s = 120;              ///< whole transfer, counted from its start, not queue time (0: none)
+  double stall_timeout_s = 30;         ///< fail when under 1 byte/s for this long (whole seconds, at least 1; 0: off)
+  std::size_t max_bytes = 64u << 20;   ///< body size cap, checked on Content-Length and while streaming (0: none)
+  long max_redirects = 5;              ///< redirects followed before "too many redirects"
+  std::string user_agent = "pixflow/0.1";
+};
+
+/// One GET. `headers` are sent as given, each "Name: value".
+struct HttpRequest {
+  std::string url;
+  std::vector<std::string> headers;
+};
+
+/// The outcome of one request: a response (any status) or the reason there is none.
+struct HttpResponse {
+  std::string url;                     ///< as requested
+  std::string effective_url;           ///< after redirects (equals url when none were followed)
+  long status = 0;                     ///< HTTP status of the last response; 0 when none arrived
+  std::vector<std::uint8_t> body;      ///< the (decoded) body; partial or empty on failure
+  std::string content_type;            ///< lower-case, without parameters ("image/jpeg"); "" when absent
+  /// Empty when the transfer completed (whatever the status); else "timed out",
+  /// "stalled (no data for 30 s)", "too large (> 67108864 bytes)", "too many redirects",
+  /// "unsupported scheme (file)", "invalid url", "cannot connect: ...", "cancelled", or curl's message.
+  std::string error;
+  double seconds = 0;                  ///< time from the transfer's start to its end (queue time excluded)
+
+  /// error.empty() && 200 <= status < 300.
+  [[nodiscard]] bool ok() const;
+  /// error if set, else "http <status>" for a non-2xx status, else "".
+  [[nodiscard]] std::string failure_reason() const;
+};
+
+/// An HTTP client with its own loop thread (curl_multi_poll), safe to use from any thread.
+///
+/// Callbacks run on the loop thread, never under the client's lock, exactly once per submit(); they may
+/// call submit() and cancel_all() again. They should be quick (hand the response over, don't decode on
+/// this thread). An exception escaping a callback is reported on stderr and otherwise ignored.
+class HttpClient {
+ public:
+  using Callback = std::function<void(HttpResponse)>;
+
+  /// Starts the loop thread. Throws std::runtime_error when libcurl cannot be set up,
+  /// std::invalid_argument when max_in_flight or per_host is 0.
+  explicit HttpClient(HttpOptions options = {});
+  /// Cancels queued and running transfers (each pending callback runs with error "cancelled", on the loop
+  /// thread), then joins the loop thread. Must not be called from a callback.
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  /// Queues a GET; thread-safe, never blocks on the network. A malformed URL completes with "invalid url",
+  /// a scheme other than http/https with "unsupported scheme (<scheme>)", neither ever opened.
+  void submit(HttpRequest request, Callback on_done);
+  /// Completes everything submitted before this call and not yet done with "cancelled"; later submits
+  /// work as usual. From another thread it returns once those callbacks have run; from a callback (the
+  /// loop thread) it returns at once and they run right after the current callback batch.
+  void cancel_all();
+  /// Transfers running now (started and not yet completed).
+  [[nodiscard]] std::size_t in_flight() const;
+  /// The highest in_flight() seen so far; never above options().max_in_flight.
+  [[nodiscard]] std::size_t peak_in_flight() const;
+  /// The options given at construction.
+  [[nodiscard]] const HttpOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Thread-safe once-per-process curl_global_init (HttpClient's constructor calls it). Throws
+/// std::runtime_error when it fails.
+void ensure_curl_initialized();
+
+}  // namespace pixflow::tasks

@@ -1,0 +1,622 @@
+// HttpClient: one loop thread drives a libcurl multi handle (curl_multi_perform + curl_multi_poll); other
+// threads hand requests over through a mutex-protected queue and wake the loop with curl_multi_wakeup.
+//
+// Everything below "loop-thread state" is touched only by the loop thread. Requests wait in our own
+// per-host queues (served round-robin) until a slot is free under both max_in_flight and per_host, so
+// curl never queues a transfer internally and CURLOPT_TIMEOUT counts from the real start.
+#include "pixflow/tasks/http.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+namespace pixflow::tasks {
+
+bool HttpResponse::ok() const { return error.empty() && status >= 200 && status < 300; }
+
+std::string HttpResponse::failure_reason() const {
+  if (!error.empty()) return error;
+  if (status < 200 || status >= 300) return "http " + std::to_string(status);
+  return {};
+}
+
+void ensure_curl_initialized() {
+  // A function-local static is initialised exactly once, thread-safely (C++11 "magic statics").
+  static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (rc != CURLE_OK) throw std::runtime_error(std::string("curl_global_init failed: ") + curl_easy_strerror(rc));
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kCancelled = "cancelled";
+constexpr std::size_t kMaxReserve = std::size_t{64} << 20;  // never trust a Content-Length beyond this for reserve()
+
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+/// A string allocated by libcurl, freed with curl_free.
+struct CurlString {
+  char* p = nullptr;
+  CurlString() = default;
+  CurlString(const CurlString&) = delete;
+  CurlString& operator=(const CurlString&) = delete;
+  ~CurlString() { curl_free(p); }
+};
+
+/// Where a request may go: its "host:port" queue key, or why it may not be opened at all.
+struct UrlCheck {
+  std::string error;
+  std::string host_key;
+};
+
+/// Parses with curl's URL API (the parser curl itself uses), accepting any scheme so that a foreign one is
+/// reported by name rather than as malformed.
+UrlCheck check_url(const std::string& url) {
+  if (url.find('\0') != std::string::npos) return {"invalid url", {}};
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> u(curl_url(), &curl_url_cleanup);
+  if (!u) return {"out of memory", {}};
+  if (curl_url_set(u.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+    return {"invalid url", {}};
+  CurlString scheme;
+  if (curl_url_get(u.get(), CURLUPART_SCHEME, &scheme.p, 0) != CURLUE_OK || scheme.p == nullptr)
+    return {"invalid url", {}};
+  const std::string s = to_lower(scheme.p);
+  if (s != "http" && s != "https") return {"unsupported scheme (" + s + ")", {}};
+  CurlString host;
+  CurlString port;
+  if (curl_url_get(u.get(), CURLUPART_HOST, &host.p, 0) != CURLUE_OK || host.p == nullptr || *host.p == '\0')
+    return {"invalid url", {}};
+  if (curl_url_get(u.get(), CURLUPART_PORT, &port.p, CURLU_DEFAULT_PORT) != CURLUE_OK || port.p == nullptr)
+    return {"invalid url", {}};
+  return {{}, to_lower(host.p) + ":" + port.p};
+}
+
+/// "image/jpeg" from "Image/JPEG; charset=binary".
+std::string media_type(const char* content_type) {
+  if (content_type == nullptr) return {};
+  std::string_view v(content_type);
+  v = v.substr(0, v.find(';'));
+  const auto first = v.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return {};
+  const auto last = v.find_last_not_of(" \t");
+  return to_lower(v.substr(first, last - first + 1));
+}
+
+/// Whole seconds for CURLOPT_LOW_SPEED_TIME: at least 1, 0 when stall detection is off.
+long stall_seconds(double stall_timeout_s) {
+  if (!(stall_timeout_s > 0)) return 0;
+  return std::max(1L, static_cast<long>(std::ceil(stall_timeout_s)));
+}
+
+long to_millis(double seconds) {
+  if (!(seconds > 0)) return 0;
+  const double ms = std::ceil(seconds * 1000.0);
+  return ms >= static_cast<double>(std::numeric_limits<long>::max()) ? std::numeric_limits<long>::max()
+                                                                      : static_cast<long>(ms);
+}
+
+/// One request from submit() to its callback.
+struct Transfer {
+  std::uint64_t seq = 0;
+  HttpRequest request;
+  HttpClient::Callback on_done;
+  std::string host_key;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::vector<std::uint8_t> body;
+  std::size_t max_bytes = 0;
+  bool too_large = false;
+  bool out_of_memory = false;
+  bool counted = false;  // holds one of its host's running slots
+  Clock::time_point started{};
+  std::array<char, CURL_ERROR_SIZE> errbuf{};
+};
+
+/// CURLOPT_WRITEFUNCTION: append to the body, refusing to grow past max_bytes (returning less than given
+/// makes curl abort the transfer with CURLE_WRITE_ERROR).
+std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const std::size_t n = size * count;
+  if (t->max_bytes != 0 && (n > t->max_bytes || t->body.size() > t->max_bytes - n)) {
+    t->too_large = true;
+    return 0;
+  }
+  try {
+    if (t->body.empty()) {
+      curl_off_t length = -1;
+      if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK && length > 0) {
+        std::size_t cap = t->max_bytes != 0 ? std::min(t->max_bytes, kMaxReserve) : kMaxReserve;
+        t->body.reserve(std::min(static_cast<std::size_t>(length), cap));
+      }
+    }
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(data);
+    t->body.insert(t->body.end(), bytes, bytes + n);
+  } catch (const std::bad_alloc&) {
+    t->out_of_memory = true;
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+struct HttpClient::Impl {
+  explicit Impl(HttpOptions o) : options(std::move(o)), stall_s(stall_seconds(options.stall_timeout_s)) {}
+  ~Impl() {
+    if (multi != nullptr) curl_multi_cleanup(multi);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  const HttpOptions options;
+  const long stall_s;
+  CURLM* multi = nullptr;
+  std::thread loop;
+  std::atomic<std::size_t> in_flight{0};
+  std::atomic<std::size_t> peak{0};
+
+  // ---- shared state, guarded by mutex ----
+  std::mutex mutex;
+  std::condition_variable cancel_done_cv;
+  std::vector<std::unique_ptr<Transfer>> submitted;  // in seq order
+  std::uint64_t next_seq = 0;
+  std::uint64_t cancel_below = 0;     // cancel_all() asked: cancel every transfer with seq < this
+  std::uint64_t cancelled_below = 0;  // the loop has done so (callbacks run) up to here
+  bool stopping = false;              // the destructor asked the loop to finish
+  bool closed = false;                // the loop has finished; nothing more will run there
+
+  // ---- loop-thread state ----
+  struct Host {
+    std::deque<std::unique_ptr<Transfer>> waiting;
+    std::size_t running = 0;
+    bool in_ring = false;
+  };
+  std::unordered_map<std::string, Host> hosts;
+  std::deque<std::string> ring;  // hosts with waiting transfers, served round-robin
+  std::unordered_map<CURL*, std::unique_ptr<Transfer>> running;
+  std::vector<CURL*> pool;  // idle easy handles, reset before reuse
+  std::vector<std::pair<Callback, HttpResponse>> done;  // completed, callbacks not yet run
+  std::uint64_t cancel_applied = 0;
+
+  static thread_local const Impl* current_loop;
+
+  void run();
+  void admit(std::unique_ptr<Transfer> t);
+  void start_ready();
+  bool start(std::unique_ptr<Transfer>& t);
+  bool configure(CURL* e, Transfer& t);
+  void collect_finished();
+  void cancel_before(std::uint64_t limit);
+  void release(Transfer& t);
+  void finish(Transfer& t, std::string error);
+  std::string describe(CURLcode code, const Transfer& t, long status) const;
+  void run_callbacks();
+  void shutdown();
+  void update_in_flight() {
+    in_flight.store(running.size());
+    if (running.size() > peak.load()) peak.store(running.size());
+  }
+};
+
+thread_local const HttpClient::Impl* HttpClient::Impl::current_loop = nullptr;
+
+void HttpClient::Impl::run() {
+  current_loop = this;
+  std::vector<std::unique_ptr<Transfer>> incoming;
+  for (;;) {
+    bool stop = false;
+    std::uint64_t cancel_to = 0;
+    {
+      std::lock_guard lock(mutex);
+      incoming.swap(submitted);
+      stop = stopping;
+      cancel_to = cancel_below;
+    }
+    for (auto& t : incoming) admit(std::move(t));
+    incoming.clear();
+    if (stop) break;
+
+    const bool cancelling = cancel_to > cancel_applied;
+    if (cancelling) cancel_before(cancel_to);
+    start_ready();
+
+    int still_running = 0;
+    curl_multi_perform(multi, &still_running);
+    collect_finished();
+
+    const bool completed = !done.empty();
+    run_callbacks();
+    if (cancelling) {
+      cancel_applied = cancel_to;
+      {
+        std::lock_guard lock(mutex);
+        cancelled_below = std::max(cancelled_below, cancel_to);
+      }
+      cancel_done_cv.notify_all();
+    }
+    // A completion may have freed a slot, and its callback may have submitted more: go round at once.
+    if (completed) continue;
+    curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+  }
+  shutdown();
+}
+
+void HttpClient::Impl::admit(std::unique_ptr<Transfer> t) {
+  UrlCheck check = check_url(t->request.url);
+  if (!check.error.empty()) {
+    finish(*t, std::move(check.error));
+    return;
+  }
+  t->host_key = std::move(check.host_key);
+  Host& h = hosts[t->host_key];
+  if (!h.in_ring) {
+    h.in_ring = true;
+    ring.push_back(t->host_key);
+  }
+  h.waiting.push_back(std::move(t));
+}
+
+void HttpClient::Impl::start_ready() {
+  std::size_t blocked = 0;  // consecutive hosts seen at their per_host cap
+  while (running.size() < options.max_in_flight && !ring.empty()) {
+    std::string key = std::move(ring.front());
+    ring.pop_front();
+    auto it = hosts.find(key);
+    Host& h = it->second;
+    if (h.waiting.empty()) {
+      h.in_ring = false;
+      if (h.running == 0) hosts.erase(it);
+      continue;
+    }
+    if (h.running >= options.per_host) {
+      ring.push_back(std::move(key));
+      if (++blocked >= ring.size()) break;  // a whole round without a free host
+      continue;
+    }
+    blocked = 0;
+    std::unique_ptr<Transfer> t = std::move(h.waiting.front());
+    h.waiting.pop_front();
+    ++h.running;
+    t->counted = true;
+    if (h.waiting.empty())
+      h.in_ring = false;
+    else
+      ring.push_back(std::move(key));
+    if (!start(t)) release(*t);  // finished with an error already
+  }
+  update_in_flight();
+}
+
+bool HttpClient::Impl::start(std::unique_ptr<Transfer>& t) {
+  CURL* e = nullptr;
+  if (!pool.empty()) {
+    e = pool.back();  // reset by release()
+    pool.pop_back();
+  } else {
+    e = curl_easy_init();
+  }
+  if (e == nullptr) {
+    finish(*t, "cannot create a curl handle");
+    return false;
+  }
+  t->easy = e;
+  t->started = Clock::now();
+  if (!configure(e, *t)) return false;
+  const CURLMcode mc = curl_multi_add_handle(multi, e);
+  if (mc != CURLM_OK) {
+    finish(*t, curl_multi_strerror(mc));
+    return false;
+  }
+  running.emplace(e, std::move(t));
+  return true;
+}
+
+bool HttpClient::Impl::configure(CURL* e, Transfer& t) {
+  for (const std::string& header : t.request.headers) {
+    curl_slist* grown = curl_slist_append(t.headers, header.c_str());
+    if (grown == nullptr) {
+      finish(t, "out of memory");
+      return false;
+    }
+    t.headers = grown;
+  }
+  CURLcode rc = CURLE_OK;
+  auto set = [&rc](CURLcode r) {
+    if (rc == CURLE_OK) rc = r;
+  };
+  set(curl_easy_setopt(e, CURLOPT_URL, t.request.url.c_str()));
+  set(curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L));
+  set(curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https"));
+  set(curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"));
+  set(curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L));
+  set(curl_easy_setopt(e, CURLOPT_MAXREDIRS, options.max_redirects));
+  set(curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""));
+  set(curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L));
+  set(curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L));
+  set(curl_easy_setopt(e, CURLOPT_USERAGENT, options.user_agent.c_str()));
+  set(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_millis(options.connect_timeout_s)));
+  set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_millis(options.timeout_s)));
+  if (stall_s > 0) {
+    set(curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L));
+    set(curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s));
+  }
+  if (options.max_bytes != 0 &&
+      options.max_bytes <= static_cast<std::size_t>(std::numeric_limits<curl_off_t>::max()))
+    set(curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_bytes)));
+  if (t.headers != nullptr) set(curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers));
+  set(curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body));
+  set(curl_easy_setopt(e, CURLOPT_WRITEDATA, static_cast<void*>(&t)));
+  set(curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.errbuf.data()));
+  if (rc != CURLE_OK) {
+    finish(t, std::string("curl setup failed: ") + curl_easy_strerror(rc));
+    return false;
+  }
+  return true;
+}
+
+void HttpClient::Impl::collect_finished() {
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL* e = msg->easy_handle;
+    const CURLcode code = msg->data.result;  // read before remove_handle invalidates msg
+    auto it = running.find(e);
+    if (it == running.end()) continue;
+    std::unique_ptr<Transfer> t = std::move(it->second);
+    running.erase(it);
+    curl_multi_remove_handle(multi, e);
+
+    HttpResponse r;
+    r.url = t->request.url;
+    char* effective = nullptr;
+    if (curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &effective) == CURLE_OK && effective != nullptr)
+      r.effective_url = effective;
+    else
+      r.effective_url = r.url;
+    long status = 0;
+    if (curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) r.status = status;
+    char* type = nullptr;
+    if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK) r.content_type = media_type(type);
+    r.error = describe(code, *t, r.status);
+    r.body = std::move(t->body);
+    r.seconds = std::chrono::duration<double>(Clock::now() - t->started).count();
+    done.emplace_back(std::move(t->on_done), std::move(r));
+    release(*t);
+  }
+  update_in_flight();
+}
+
+std::string HttpClient::Impl::describe(CURLcode code, const Transfer& t, long status) const {
+  const std::string curl_message = t.errbuf[0] != '\0' ? std::string(t.errbuf.data()) : curl_easy_strerror(code);
+  const std::string too_large = "too large (> " + std::to_string(options.max_bytes) + " bytes)";
+  switch (code) {
+    case CURLE_OK:
+      return {};
+    case CURLE_WRITE_ERROR:
+      if (t.too_large) return too_large;
+      if (t.out_of_memory) return "out of memory";
+      return curl_message;
+    case CURLE_FILESIZE_EXCEEDED:
+      return too_large;
+    case CURLE_OPERATION_TIMEDOUT: {
+      if (curl_message.find("too slow") != std::string::npos)
+        return "stalled (no data for " + std::to_string(stall_s) + " s)";
+      curl_off_t connect_us = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+      if (status == 0 && connect_us == 0) return "cannot connect: timed out";
+      return "timed out";
+    }
+    case CURLE_TOO_MANY_REDIRECTS:
+      return "too many redirects";
+    case CURLE_UNSUPPORTED_PROTOCOL: {
+      // A redirect to a scheme outside CURLOPT_REDIR_PROTOCOLS_STR; curl names it in quotes.
+      const auto open = curl_message.find('"');
+      const auto close = open == std::string::npos ? open : curl_message.find('"', open + 1);
+      if (close != std::string::npos)
+        return "unsupported scheme (" + to_lower(curl_message.substr(open + 1, close - open - 1)) + ")";
+      return "unsupported scheme";
+    }
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return "cannot connect: cannot resolve host";
+    case CURLE_COULDNT_CONNECT: {
+      long os_errno = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &os_errno);
+      if (os_errno != 0)
+        return "cannot connect: " + to_lower(std::error_code(static_cast<int>(os_errno), std::generic_category()).message());
+      return "cannot connect: " + curl_message;
+    }
+    default:
+      return curl_message;
+  }
+}
+
+void HttpClient::Impl::cancel_before(std::uint64_t limit) {
+  std::vector<CURL*> victims;
+  for (const auto& [e, t] : running)
+    if (t->seq < limit) victims.push_back(e);
+  for (CURL* e : victims) {
+    auto it = running.find(e);
+    std::unique_ptr<Transfer> t = std::move(it->second);
+    running.erase(it);
+    curl_multi_remove_handle(multi, e);
+    finish(*t, std::string(kCancelled));
+    release(*t);
+  }
+  for (auto& [key, h] : hosts)
+    while (!h.waiting.empty() && h.waiting.front()->seq < limit) {  // each host queue is in seq order
+      finish(*h.waiting.front(), std::string(kCancelled));
+      h.waiting.pop_front();
+    }
+  update_in_flight();  // emptied hosts leave the ring (and the map) in start_ready
+}
+
+void HttpClient::Impl::release(Transfer& t) {
+  if (t.headers != nullptr) {
+    curl_slist_free_all(t.headers);
+    t.headers = nullptr;
+  }
+  if (t.easy != nullptr) {
+    // Back to defaults at once (no pointers into t are left behind); live connections stay cached.
+    curl_easy_reset(t.easy);
+    pool.push_back(t.easy);
+    t.easy = nullptr;
+  }
+  if (t.counted) {
+    t.counted = false;
+    auto it = hosts.find(t.host_key);
+    if (it != hosts.end()) {
+      Host& h = it->second;
+      --h.running;
+      if (h.running == 0 && h.waiting.empty() && !h.in_ring) hosts.erase(it);
+    }
+  }
+}
+
+void HttpClient::Impl::finish(Transfer& t, std::string error) {
+  HttpResponse r;
+  r.url = t.request.url;
+  r.effective_url = t.request.url;
+  r.error = std::move(error);
+  r.body = std::move(t.body);
+  if (t.started != Clock::time_point{})
+    r.seconds = std::chrono::duration<double>(Clock::now() - t.started).count();
+  done.emplace_back(std::move(t.on_done), std::move(r));
+}
+
+void HttpClient::Impl::run_callbacks() {
+  std::vector<std::pair<Callback, HttpResponse>> batch;
+  batch.swap(done);
+  for (auto& [callback, response] : batch) {
+    if (!callback) continue;
+    std::string url = response.url;  // for the message below; the response itself is moved away
+    try {
+      callback(std::move(response));
+    } catch (const std::exception& e) {
+      std::cerr << "pixflow: http callback for " << url << " threw: " << e.what() << '\n';
+    } catch (...) {
+      std::cerr << "pixflow: http callback for " << url << " threw\n";
+    }
+  }
+}
+
+void HttpClient::Impl::shutdown() {
+  cancel_before(std::numeric_limits<std::uint64_t>::max());
+  run_callbacks();
+  // Callbacks may have submitted more; those are cancelled too, until nothing new arrives.
+  std::vector<std::unique_ptr<Transfer>> incoming;
+  for (;;) {
+    {
+      std::lock_guard lock(mutex);
+      incoming.swap(submitted);
+      if (incoming.empty()) {
+        closed = true;
+        cancelled_below = std::numeric_limits<std::uint64_t>::max();
+        break;
+      }
+    }
+    for (auto& t : incoming) finish(*t, std::string(kCancelled));
+    incoming.clear();
+    run_callbacks();
+  }
+  cancel_done_cv.notify_all();
+  for (CURL* e : pool) curl_easy_cleanup(e);
+  pool.clear();
+  hosts.clear();
+  ring.clear();
+}
+
+HttpClient::HttpClient(HttpOptions options) {
+  if (options.max_in_flight == 0) throw std::invalid_argument("HttpOptions::max_in_flight must be at least 1");
+  if (options.per_host == 0) throw std::invalid_argument("HttpOptions::per_host must be at least 1");
+  ensure_curl_initialized();
+  impl_ = std::make_unique<Impl>(std::move(options));
+  impl_->multi = curl_multi_init();
+  if (impl_->multi == nullptr) throw std::runtime_error("curl_multi_init failed");
+  const long per_host = impl_->options.per_host > static_cast<std::size_t>(std::numeric_limits<long>::max())
+                            ? std::numeric_limits<long>::max()
+                            : static_cast<long>(impl_->options.per_host);
+  curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host);
+  impl_->loop = std::thread([impl = impl_.get()] { impl->run(); });
+}
+
+HttpClient::~HttpClient() {
+  if (!impl_ || !impl_->loop.joinable()) return;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  curl_multi_wakeup(impl_->multi);
+  impl_->loop.join();
+}
+
+void HttpClient::submit(HttpRequest request, Callback on_done) {
+  auto t = std::make_unique<Transfer>();
+  t->request = std::move(request);
+  t->on_done = std::move(on_done);
+  t->max_bytes = impl_->options.max_bytes;
+  bool wake = false;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (!impl_->closed) {
+      t->seq = impl_->next_seq++;
+      wake = impl_->submitted.empty();  // otherwise a wakeup for the queue is already on its way
+      impl_->submitted.push_back(std::move(t));
+    }
+  }
+  if (t) {
+    // Only reachable while the client is being destroyed: there is no loop thread left to run it.
+    HttpResponse r;
+    r.url = t->request.url;
+    r.effective_url = t->request.url;
+    r.error = std::string(kCancelled);
+    if (t->on_done) t->on_done(std::move(r));
+    return;
+  }
+  if (wake) curl_multi_wakeup(impl_->multi);
+}
+
+void HttpClient::cancel_all() {
+  std::uint64_t target = 0;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->closed) return;
+    target = impl_->next_seq;
+    impl_->cancel_below = std::max(impl_->cancel_below, target);
+  }
+  curl_multi_wakeup(impl_->multi);
+  if (Impl::current_loop == impl_.get()) return;  // from a callback: the loop does it right after
+  std::unique_lock lock(impl_->mutex);
+  impl_->cancel_done_cv.wait(lock, [&] { return impl_->cancelled_below >= target || impl_->closed; });
+}
+
+std::size_t HttpClient::in_flight() const { return impl_->in_flight.load(); }
+
+std::size_t HttpClient::peak_in_flight() const { return impl_->peak.load(); }
+
+const HttpOptions& HttpClient::options() const { return impl_->options; }
+
+}  // namespace pixflow::tasks
