@@ -314,6 +314,46 @@ TEST_CASE("expand passes children on with keys in emission order", "[graph]") {
   CHECK(report.node("pages")->emitted == 3);
 }
 
+TEST_CASE("a source paced by limit(n) runs at most n items ahead of where they end", "[graph]") {
+  // Pages are listed until one comes back empty (page 5): the source learns it only from the fetch
+  // results, so without pacing it would produce pages without end.
+  std::atomic<bool> ended{false};
+  std::atomic<int> fetched{0};
+  std::atomic<int> items{0};
+  Service service;
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 8, .timeout_s = 20});
+  graph.on_cancel([&] { service.cancel_all([](Service::Op& op) { op(); }); });
+  graph.source("pages", [&, page = 0]() mutable -> std::optional<int> {
+         if (ended.load()) return std::nullopt;
+         return page++;
+       })
+      .limit(2)
+      .io<int>("fetch", pixflow::Concurrency(2),
+               [&](int page, pixflow::Completion<int> done) {
+                 service.submit([] { return true; }, [&, page, done] {
+                   ++fetched;
+                   if (page >= 5) ended.store(true);
+                   done(page);
+                 });
+               })
+      .expand<int>("list", pixflow::Concurrency(1),
+                   [](int page, pixflow::Emitter<int>& emit) -> pixflow::Result<void> {
+                     if (page < 5)
+                       for (int i = 0; i < 3; ++i) emit(page * 10 + i);
+                     return pixflow::ok();
+                   })
+      .limit()
+      .sink("count", pixflow::Concurrency(1), [&](int) {
+        ++items;
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  CHECK_FALSE(report.cancelled);
+  CHECK(items == 15);
+  CHECK(fetched >= 6);
+  CHECK(fetched <= 6 + 2);
+}
+
 TEST_CASE("item keys order children after their parent", "[graph]") {
   CHECK(pixflow::ItemKey{0, 5} < pixflow::ItemKey{1, 0});
   CHECK(pixflow::ItemKey{1, 1} < pixflow::ItemKey{1, 2});

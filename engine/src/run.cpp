@@ -29,7 +29,7 @@ GraphCore::GraphCore(std::size_t threads_wanted, std::size_t max_in_flight_wante
   arena.initialize(static_cast<int>(threads));
   arena.execute([this] { graph = std::make_unique<tbb::flow::graph>(); });
   failure_sink = std::make_unique<failure_sink_t>(
-      *graph, tbb::flow::serial, [this](const FailurePacket& failed, failure_sink_t::output_ports_type& ports) {
+      *graph, tbb::flow::serial, [this](const FailurePacket& failed) {
         if (on_failure) {
           try {
             on_failure(ItemFailure{failed.key, failed.stage, failed.reason});
@@ -37,21 +37,14 @@ GraphCore::GraphCore(std::size_t threads_wanted, std::size_t max_in_flight_wante
             std::fprintf(stderr, "pixflow: failure handler threw: %s\n", e.what());
           }
         }
-        if (failed.holds_token) {
-          leave_limited();
-          std::get<0>(ports).try_put(tbb::flow::continue_msg());
-        }
+        if (failed.scope != nullptr) failed.scope->release();
+        return tbb::flow::continue_msg();
       });
 }
 
 GraphCore::~GraphCore() {
   // Nothing may still be running when the nodes go away.
   if (graph) arena.execute([this] { graph->wait_for_all(); });
-}
-
-void GraphCore::set_decrementer(tbb::flow::receiver<tbb::flow::continue_msg>& d) {
-  decrementer = &d;
-  tbb::flow::make_edge(tbb::flow::output_port<0>(*failure_sink), d);
 }
 
 void GraphCore::cancel(const std::string& reason) {
@@ -142,7 +135,7 @@ RunReport Graph::run() {
   RunReport report;
   report.wall_s = std::chrono::duration<double>(clock::now() - started).count();
   for (const auto& stats : core_->stats) report.nodes.push_back(stats.report());
-  report.peak_live = core_->peak_live.load();
+  if (core_->main_scope != nullptr) report.peak_live = core_->main_scope->peak_live.load();
   report.cancelled = core_->cancelled.load();
   if (report.cancelled) {
     std::lock_guard lock(core_->hooks_mutex);

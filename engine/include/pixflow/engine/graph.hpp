@@ -12,7 +12,8 @@
 ///   HTTP loop thread) and returns at once; the service calls the Completion later, from any thread.
 ///   The concurrency bounds operations in flight, however few threads there are.
 /// - `limit()`: from here on at most `max_in_flight` items are alive; each gives its place back when
-///   it leaves the graph, done or failed (back-pressure).
+///   it leaves the graph, done or failed (back-pressure). `limit(n)` allows n; an `expand` stage ends
+///   the scope of its input (its children are new items). A stream can pass several limits.
 /// - `sink(name, concurrency, f)`: `f(T) -> Result<void>`, the end of an item's path.
 /// A failed item (a Failure returned, or an exception escaping a body) goes to `on_failure` with its
 /// stage and reason; the other items go on.
@@ -126,7 +127,14 @@ class Emitter {
   using Put = std::function<void(ItemKey, U&&)>;
   Emitter(ItemKey parent, Put put) : parent_(parent), put_(std::move(put)) {}
   /// Sends one child on; children are keyed {parent.seq, 1, 2, ...} in emission order.
-  void operator()(U value) { put_(ItemKey{parent_.seq, ++count_}, std::move(value)); }
+  /// Returns the key it was given.
+  ItemKey operator()(U value) {
+    const ItemKey key{parent_.seq, ++count_};
+    put_(key, std::move(value));
+    return key;
+  }
+  /// The key the next call will give (to register it before the child can be seen downstream).
+  [[nodiscard]] ItemKey next_key() const noexcept { return ItemKey{parent_.seq, count_ + 1}; }
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
 
  private:
@@ -152,6 +160,7 @@ class Stream {
   Stream<U> io(std::string name, Concurrency concurrency, F f);
 
   Stream<T> limit();
+  Stream<T> limit(std::size_t places);
 
   template <class F>
   void sink(std::string name, Concurrency concurrency, F f);
@@ -168,10 +177,10 @@ class Stream {
     detail::NodeStats* stats;
   };
 
-  Stream(detail::GraphCore* core, tbb::flow::sender<packet>* out, detail::Edge* edge, bool limited)
-      : core_(core), out_(out), edge_(edge), limited_(limited) {}
+  Stream(detail::GraphCore* core, tbb::flow::sender<packet>* out, detail::Edge* edge, detail::Scope* scope)
+      : core_(core), out_(out), edge_(edge), scope_(scope) {}
   Stream(detail::GraphCore* core, PendingSource source, detail::Edge* edge)
-      : core_(core), out_(nullptr), edge_(edge), limited_(false), source_(std::move(source)) {}
+      : core_(core), out_(nullptr), edge_(edge), scope_(nullptr), source_(std::move(source)) {}
 
   /// The sender the next stage connects to. A source is built lazily: as an input_node, or, when
   /// limit() follows it, as a pump that asks for the next item each time a place frees up.
@@ -184,13 +193,13 @@ class Stream {
   void connect_failures(Node& node) {
     tbb::flow::make_edge(tbb::flow::output_port<1>(node), *core_->failure_sink);
   }
-  /// True for the first stage after limit(): it counts items entering the limited part.
-  bool take_entry_mark() { return std::exchange(entry_mark_, false); }
+  /// For the first stage after limit(): the scope it counts items entering (else nullptr).
+  detail::Scope* take_entry_mark() { return std::exchange(entry_mark_, false) ? scope_ : nullptr; }
 
   detail::GraphCore* core_;
   tbb::flow::sender<packet>* out_;
   detail::Edge* edge_;
-  bool limited_;
+  detail::Scope* scope_;  // the limit() scope this stream is in, or nullptr
   std::optional<PendingSource> source_;  // set until the source is built
   bool entry_mark_ = false;
 };
@@ -263,9 +272,9 @@ auto Stream<T>::compute(std::string name, Concurrency concurrency, F f)
   detail::Edge& next_edge = core->add_edge();
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
-      [core, &stats, &next_edge, f = std::move(f), name, holds = limited_, entry = take_entry_mark()](
+      [core, &stats, &next_edge, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](
           const packet& in, typename node_t::output_ports_type& ports) {
-        if (entry) core->enter_limited();
+        if (entry) entry->enter();
         const auto started = stats.start();
         R result = detail::invoke_guarded<R>([&] { return f(std::move(*in.value)); });
         stats.finish(started, !result.ok());
@@ -274,12 +283,12 @@ auto Stream<T>::compute(std::string name, Concurrency concurrency, F f)
           next_edge.arrive();
           std::get<0>(ports).try_put(detail::Packet<U>{in.key, std::make_shared<U>(std::move(result).value())});
         } else {
-          std::get<1>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, holds});
+          std::get<1>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, scope});
         }
       });
   tbb::flow::make_edge(output(), node);
   connect_failures(node);
-  return Stream<U>(core, &tbb::flow::output_port<0>(node), &next_edge, limited_);
+  return Stream<U>(core, &tbb::flow::output_port<0>(node), &next_edge, scope_);
 }
 
 template <class T>
@@ -292,9 +301,9 @@ Stream<U> Stream<T>::expand(std::string name, Concurrency concurrency, F f) {
   detail::Edge& next_edge = core->add_edge();
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
-      [core, &stats, &next_edge, f = std::move(f), name, holds = limited_, entry = take_entry_mark()](
+      [core, &stats, &next_edge, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](
           const packet& in, typename node_t::output_ports_type& ports) {
-        if (entry) core->enter_limited();
+        if (entry) entry->enter();
         const auto started = stats.start();
         Emitter<U> emit(in.key, [&](ItemKey key, U&& value) {
           stats.emitted();
@@ -304,11 +313,13 @@ Stream<U> Stream<T>::expand(std::string name, Concurrency concurrency, F f) {
         Result<void> result = detail::invoke_guarded<Result<void>>([&] { return f(std::move(*in.value), emit); });
         stats.finish(started, !result.ok());
         if (!result)
-          std::get<1>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, holds});
+          std::get<1>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, scope});
+        else if (scope != nullptr)
+          scope->release();  // the parent is done; its children are new items, outside this scope
       });
   tbb::flow::make_edge(output(), node);
   connect_failures(node);
-  return Stream<U>(core, &tbb::flow::output_port<0>(node), &next_edge, limited_);
+  return Stream<U>(core, &tbb::flow::output_port<0>(node), &next_edge, nullptr);
 }
 
 template <class T>
@@ -329,7 +340,7 @@ Stream<U> Stream<T>::io(std::string name, Concurrency concurrency, F f) {
   auto& async = core->make_node<async_t>(
       tbb::flow::unlimited,
       [core, &stats, f = std::move(f), entry = take_entry_mark()](const packet& in, typename async_t::gateway_type& gateway) {
-        if (entry) core->enter_limited();
+        if (entry) entry->enter();
         const auto started = stats.start();
         auto state = std::make_shared<typename Completion<U>::State>();
         gateway.reserve_wait();
@@ -354,7 +365,7 @@ Stream<U> Stream<T>::io(std::string name, Concurrency concurrency, F f) {
       });
   auto& router = core->make_node<router_t>(
       tbb::flow::unlimited,
-      [&stats, &next_edge, name, holds = limited_, bounded](const result_packet& in, typename router_t::output_ports_type& ports) {
+      [&stats, &next_edge, name, scope = scope_, bounded](const result_packet& in, typename router_t::output_ports_type& ports) {
         if (bounded) std::get<2>(ports).try_put(tbb::flow::continue_msg());
         Result<U>& result = *in.value;
         if (result) {
@@ -362,7 +373,7 @@ Stream<U> Stream<T>::io(std::string name, Concurrency concurrency, F f) {
           next_edge.arrive();
           std::get<0>(ports).try_put(detail::Packet<U>{in.key, std::make_shared<U>(std::move(result).value())});
         } else {
-          std::get<1>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, holds});
+          std::get<1>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, scope});
         }
       });
   if (bounded) {
@@ -377,17 +388,25 @@ Stream<U> Stream<T>::io(std::string name, Concurrency concurrency, F f) {
   }
   tbb::flow::make_edge(async, router);
   connect_failures(router);
-  return Stream<U>(core, &tbb::flow::output_port<0>(router), &next_edge, limited_);
+  return Stream<U>(core, &tbb::flow::output_port<0>(router), &next_edge, scope_);
 }
 
 template <class T>
 Stream<T> Stream<T>::limit() {
-  if (core_->decrementer != nullptr) throw std::logic_error("pixflow::Stream::limit: a graph has one limiter");
+  Stream<T> limited = limit(core_->max_in_flight);
+  core_->main_scope = limited.scope_;
+  return limited;
+}
+
+template <class T>
+Stream<T> Stream<T>::limit(std::size_t places) {
+  if (places == 0) throw std::invalid_argument("pixflow::Stream::limit: places must be >= 1");
+  detail::Scope& scope = core_->add_scope(places);
   tbb::flow::sender<packet>* gated = nullptr;
   if (source_) {
-    // A pump asks the source for one item per free place: max_in_flight places at the start, one more
-    // each time an item leaves the graph. (An input_node feeding a limiter_node stalls in oneTBB 2021.8:
-    // once the edge reverses, input_node::try_reserve never produces a new item.)
+    // A pump asks the source for one item per free place: `places` at the start, one more each time an
+    // item leaves the scope. (An input_node feeding a limiter_node stalls in oneTBB 2021.8: once the
+    // edge reverses, input_node::try_reserve never produces a new item.)
     using pump_t = tbb::flow::multifunction_node<tbb::flow::continue_msg, std::tuple<packet>>;
     auto body = source_body(core_, std::move(*source_), edge_);
     source_.reset();
@@ -395,22 +414,22 @@ Stream<T> Stream<T>::limit() {
         tbb::flow::serial, [body](const tbb::flow::continue_msg&, typename pump_t::output_ports_type& ports) mutable {
           body([&ports](packet&& p) { std::get<0>(ports).try_put(std::move(p)); });
         });
-    core_->activations.emplace_back([&pump, places = core_->max_in_flight] {
+    core_->activations.emplace_back([&pump, places] {
       for (std::size_t i = 0; i < places; ++i) pump.try_put(tbb::flow::continue_msg());
     });
-    core_->set_decrementer(pump);
+    scope.decrementer = &pump;
     gated = &tbb::flow::output_port<0>(pump);
   } else {
     // Other senders push; a limiter rejects above its threshold and does not buffer, so a queue
     // holds what waits for a place.
     auto& queue = core_->make_node<tbb::flow::queue_node<packet>>();
-    auto& gate = core_->make_node<tbb::flow::limiter_node<packet>>(core_->max_in_flight);
+    auto& gate = core_->make_node<tbb::flow::limiter_node<packet>>(places);
     tbb::flow::make_edge(*out_, queue);
     tbb::flow::make_edge(queue, gate);
-    core_->set_decrementer(gate.decrementer());
+    scope.decrementer = &gate.decrementer();
     gated = &gate;
   }
-  Stream<T> limited(core_, gated, edge_, true);
+  Stream<T> limited(core_, gated, edge_, &scope);
   limited.entry_mark_ = true;
   return limited;
 }
@@ -420,28 +439,25 @@ template <class F>
 void Stream<T>::sink(std::string name, Concurrency concurrency, F f) {
   static_assert(std::is_same_v<std::invoke_result_t<const F&, T&&>, Result<void>>,
                 "a sink body returns pixflow::Result<void>");
-  using node_t = tbb::flow::multifunction_node<packet, std::tuple<tbb::flow::continue_msg, detail::FailurePacket>>;
+  using node_t = tbb::flow::multifunction_node<packet, std::tuple<detail::FailurePacket>>;
   auto* core = core_;
   detail::NodeStats& stats = core->add_stats(name, "sink", concurrency);
   edge_->consumer.store(&stats, std::memory_order_release);
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
-      [core, &stats, f = std::move(f), name, holds = limited_, entry = take_entry_mark()](
+      [core, &stats, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](
           const packet& in, typename node_t::output_ports_type& ports) {
-        if (entry) core->enter_limited();
+        if (entry) entry->enter();
         const auto started = stats.start();
         Result<void> result = detail::invoke_guarded<Result<void>>([&] { return f(std::move(*in.value)); });
         stats.finish(started, !result.ok());
-        if (!result) {
-          std::get<1>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, holds});
-        } else if (holds) {
-          core->leave_limited();
-          std::get<0>(ports).try_put(tbb::flow::continue_msg());
-        }
+        if (!result)
+          std::get<0>(ports).try_put(detail::FailurePacket{in.key, name, std::move(result).failure().reason, scope});
+        else if (scope != nullptr)
+          scope->release();
       });
   tbb::flow::make_edge(output(), node);
-  if (limited_) tbb::flow::make_edge(tbb::flow::output_port<0>(node), *core->decrementer);
-  connect_failures(node);
+  tbb::flow::make_edge(tbb::flow::output_port<0>(node), *core->failure_sink);
 }
 
 }  // namespace pixflow

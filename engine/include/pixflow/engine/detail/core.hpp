@@ -29,13 +29,28 @@ struct Packet {
   std::shared_ptr<T> value;
 };
 
-/// A failed item on its way to the failure sink. `holds_token` says whether it went through the
-/// max_in_flight limiter, whose count must then be given back.
+/// The part of a graph after one `limit()`: at most `threshold` items are alive in it. An item gives
+/// its place back when it leaves the scope: done, failed, or expanded into children.
+struct Scope {
+  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the limiter or pump
+  std::size_t threshold = 0;
+  std::atomic<std::size_t> live{0}, peak_live{0};
+
+  /// An item starts its first body in the scope (counted for the report).
+  void enter() noexcept { raise_peak(peak_live, live.fetch_add(1, std::memory_order_relaxed) + 1); }
+  /// An item leaves the scope: its place goes to the next waiting item.
+  void release() {
+    live.fetch_sub(1, std::memory_order_relaxed);
+    decrementer->try_put(tbb::flow::continue_msg());
+  }
+};
+
+/// A failed item on its way to the failure sink, with the scope whose place it holds (or nullptr).
 struct FailurePacket {
   ItemKey key;
   std::string stage;
   std::string reason;
-  bool holds_token = false;
+  Scope* scope = nullptr;
 };
 
 inline std::size_t tbb_concurrency(Concurrency c) {
@@ -57,7 +72,7 @@ R invoke_guarded(F&& f) noexcept {
 
 class GraphCore {
  public:
-  using failure_sink_t = tbb::flow::multifunction_node<FailurePacket, std::tuple<tbb::flow::continue_msg>>;
+  using failure_sink_t = tbb::flow::function_node<FailurePacket, tbb::flow::continue_msg>;
 
   std::size_t threads;                      // resolved: >= 1
   std::size_t max_in_flight;
@@ -69,15 +84,14 @@ class GraphCore {
   std::deque<Edge> edges;
   std::vector<std::function<void()>> activations;  // input_node::activate for each source
   std::unique_ptr<failure_sink_t> failure_sink;
-  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the max_in_flight limiter
+  std::deque<Scope> scopes;
+  Scope* main_scope = nullptr;  // the one made by limit() with max_in_flight, reported as peak_live
 
   std::mutex hooks_mutex;
   std::function<void(const ItemFailure&)> on_failure;
   std::vector<std::function<void()>> on_cancel;
   std::atomic<bool> cancelled{false};
   std::string cancel_reason;  // written once under hooks_mutex before `cancelled` is set
-
-  std::atomic<std::size_t> live{0}, peak_live{0};
 
   GraphCore(std::size_t threads_wanted, std::size_t max_in_flight_wanted);
   ~GraphCore();
@@ -96,12 +110,11 @@ class GraphCore {
   }
   Edge& add_edge() { return edges.emplace_back(); }
 
-  /// An item entered the limited part of the graph / left it (done or failed).
-  void enter_limited() noexcept { raise_peak(peak_live, live.fetch_add(1, std::memory_order_relaxed) + 1); }
-  void leave_limited() noexcept { live.fetch_sub(1, std::memory_order_relaxed); }
-
-  /// Connects the failure sink's token port to the limiter's decrementer.
-  void set_decrementer(tbb::flow::receiver<tbb::flow::continue_msg>& d);
+  Scope& add_scope(std::size_t threshold) {
+    Scope& scope = scopes.emplace_back();
+    scope.threshold = threshold;
+    return scope;
+  }
   void cancel(const std::string& reason);
 };
 

@@ -1,0 +1,215 @@
+// pixflow — download image galleries and make thumbnails, in one work-stealing flow graph.
+//
+//   gallery:  pages ─▶ fetch (io, ≤2 pages) ─▶ list ─┐
+//   urls:     url list ──────────────────────────────┼─▶ limit(max_in_flight) ─▶ download (io, ≤32 transfers)
+//   thumbs:   folder ─▶ limit ─▶ read ───────────────┼──────────────────────────────────────┐
+//                                                    ▼                                      ▼
+//                                 decode (every core) ─▶ thumbnail (every core) ─▶ write (atomic) ─▶ report
+//
+// Parses the command line and the config, runs pixflow::tasks::run_pipeline, prints a summary and
+// writes the report. Exit codes: 0 all done, 1 some items failed, 2 usage or config error,
+// 3 the source itself is unusable.
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <pixflow/engine/cancel.hpp>
+#include <pixflow/tasks/config.hpp>
+#include <pixflow/tasks/pipeline.hpp>
+#include <pixflow/tasks/sources.hpp>
+
+namespace {
+
+using namespace pixflow::tasks;
+
+enum ExitCode : int { exit_ok = 0, exit_items_failed = 1, exit_usage = 2, exit_source_unusable = 3 };
+
+/// The options every subcommand shares.
+struct CommonOptions {
+  std::string out;
+  std::vector<std::string> sizes;
+  std::string format;
+  std::string config_file;
+  std::string report_file;
+  std::optional<std::size_t> threads;
+  bool quiet = false;
+  bool dump_config = false;
+};
+
+void add_common_options(CLI::App& cmd, CommonOptions& common) {
+  cmd.add_option("--out,-o", common.out, "Output folder, created if missing (required)");
+  cmd.add_option("--size", common.sizes, "Thumbnail box WxH, repeatable (default 128x128)")->take_all();
+  cmd.add_option("--format", common.format, "Thumbnail format: same|jpg|png|webp (default same)");
+  cmd.add_option("--config", common.config_file, "Tuning config (JSON); options given here override it");
+  cmd.add_option("--report", common.report_file, "Write the JSON report to FILE ('-' for stdout)");
+  cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)");
+  cmd.add_flag("--quiet,-q", common.quiet, "Print nothing but errors");
+  cmd.add_flag("--dump-config", common.dump_config, "Print the effective config as JSON and exit");
+}
+
+/// The config file merged with the command-line overrides. Throws ConfigError naming what is wrong.
+PipelineConfig effective_config(const CommonOptions& common) {
+  PipelineConfig config = common.config_file.empty() ? PipelineConfig{} : load_config(common.config_file);
+  if (!common.sizes.empty()) {
+    config.thumbnail.sizes.clear();
+    for (const auto& text : common.sizes) {
+      auto size = parse_size(text);
+      if (!size) throw ConfigError("--size", "expected WxH with both > 0, got \"" + text + "\"");
+      config.thumbnail.sizes.push_back(*size);
+    }
+  }
+  if (!common.format.empty()) {
+    auto format = parse_format(common.format);
+    if (!format) throw ConfigError("--format", "expected same|jpg|png|webp, got \"" + common.format + "\"");
+    config.thumbnail.format = *format;
+  }
+  if (common.threads) config.threads = *common.threads;
+  return config;
+}
+
+std::string seconds(double s) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(2) << s << " s";
+  return out.str();
+}
+
+void print_summary(const PipelineReport& report, const std::string& out) {
+  std::cerr << "pixflow: " << report.items.size() << " items: " << report.count(ItemStatus::ok) << " done, "
+            << report.count(ItemStatus::failed) << " failed, " << report.count(ItemStatus::skipped) << " skipped in "
+            << seconds(report.run.wall_s) << " → " << out << '\n';
+  if (report.run.cancelled) std::cerr << "pixflow: stopped early: " << report.run.cancel_reason << '\n';
+  for (const auto& e : report.listing_errors) std::cerr << "pixflow: listing: " << e.reason << '\n';
+  for (const auto& [reason, n] : report.failures_by_reason()) std::cerr << "  failed ×" << n << ": " << reason << '\n';
+  std::cerr << "  node        conc.      items  failed   busy     peak\n";
+  for (const auto& node : report.run.nodes) {
+    std::cerr << "  " << std::left << std::setw(11) << node.name << ' ' << std::setw(10) << node.concurrency.to_string()
+              << std::right << std::setw(6) << node.items << std::setw(8) << node.failed << std::setw(9)
+              << seconds(node.busy_s) << std::setw(6) << node.peak_active << '\n';
+  }
+}
+
+int write_report(const PipelineReport& report, const std::string& file) {
+  const std::string text = to_json(report).dump(2) + "\n";
+  if (file == "-") {
+    std::cout << text;
+    return exit_ok;
+  }
+  std::ofstream out(file);
+  out << text;
+  if (!out) {
+    std::cerr << "pixflow: cannot write the report to " << file << '\n';
+    return exit_items_failed;
+  }
+  return exit_ok;
+}
+
+int run(const Source& source, const CommonOptions& common, const PipelineConfig& config, bool save_originals) {
+  PipelineOptions options;
+  options.config = config;
+  options.out = common.out;
+  options.save_originals = save_originals;
+  options.stop_on_interrupt = true;
+  pixflow::install_interrupt_handler();
+  PipelineReport report;
+  try {
+    report = run_pipeline(source, options);
+  } catch (const std::exception& e) {
+    std::cerr << "pixflow: " << e.what() << '\n';
+    return exit_source_unusable;
+  }
+  int code = exit_ok;
+  if (!common.report_file.empty()) code = write_report(report, common.report_file);
+  if (!common.quiet) print_summary(report, common.out);
+  if (report.source_unusable()) {
+    if (common.quiet)
+      for (const auto& e : report.listing_errors) std::cerr << "pixflow: " << e.reason << '\n';
+    return exit_source_unusable;
+  }
+  if (report.count(ItemStatus::failed) > 0 || !report.listing_errors.empty() || report.run.cancelled)
+    return exit_items_failed;
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pixflow — download image galleries and make thumbnails in one work-stealing flow graph"};
+  app.set_version_flag("--version", std::string("pixflow ") + PIXFLOW_VERSION);
+  app.require_subcommand(1);
+
+  CommonOptions common;
+  GalleryQuery query;
+  if (const char* id = std::getenv("IMGUR_CLIENT_ID")) query.client_id = id;
+
+  auto* gallery = app.add_subcommand("gallery", "Download an Imgur API v3 gallery and make thumbnails");
+  gallery->add_option("--api", query.api, "API base URL")->capture_default_str();
+  gallery->add_option("--section", query.section, "Gallery section (hot, top, user)")->capture_default_str();
+  gallery->add_option("--sort", query.sort, "Sort (viral, top, time)")->capture_default_str();
+  gallery->add_option("--pages", query.pages, "Pages to list at most; 0 = until an empty page")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gallery->add_option("--client-id", query.client_id, "Imgur Client-ID (default: $IMGUR_CLIENT_ID)");
+  add_common_options(*gallery, common);
+
+  std::string url_file;
+  auto* urls = app.add_subcommand("urls", "Download a list of image URLs and make thumbnails");
+  urls->add_option("file", url_file, "File with one URL per line ('-' for stdin; # comments)")->required();
+  add_common_options(*urls, common);
+
+  std::string folder;
+  auto* thumbs = app.add_subcommand("thumbs", "Make thumbnails of a local folder of images");
+  thumbs->add_option("dir", folder, "Folder of images")->required();
+  add_common_options(*thumbs, common);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? exit_ok : exit_usage;
+  }
+
+  PipelineConfig config;
+  try {
+    config = effective_config(common);
+  } catch (const ConfigError& e) {
+    std::cerr << "pixflow: config error: " << e.what() << '\n';
+    return exit_usage;
+  }
+  if (common.dump_config) {
+    std::cout << to_json(config).dump(2) << '\n';
+    return exit_ok;
+  }
+  if (common.out.empty()) {
+    std::cerr << "pixflow: --out is required\n";
+    return exit_usage;
+  }
+
+  if (gallery->parsed()) {
+    if (query.client_id.empty() && requires_client_id(query.api)) {
+      std::cerr << "pixflow: --client-id (or IMGUR_CLIENT_ID) is required for " << query.api << '\n';
+      return exit_usage;
+    }
+    return run(GallerySource{query}, common, config, true);
+  }
+  if (urls->parsed()) {
+    auto list = read_url_list_file(url_file);
+    if (!list) {
+      std::cerr << "pixflow: " << list.error().reason << '\n';
+      return exit_source_unusable;
+    }
+    return run(UrlListSource{std::move(list).value()}, common, config, true);
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec)) {
+    std::cerr << "pixflow: no such folder: " << folder << '\n';
+    return exit_source_unusable;
+  }
+  return run(FolderSource{folder}, common, config, false);
+}

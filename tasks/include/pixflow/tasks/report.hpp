@@ -1,0 +1,59 @@
+#pragma once
+/// @file
+/// The report of an image-pipeline run: one entry per item in input order, the per-node figures, and
+/// its JSON form (what `pixflow --report` writes).
+///
+/// @code
+/// pixflow::tasks::PipelineReport report = pixflow::tasks::run_pipeline(source, options);
+/// for (const auto& item : report.items)
+///   if (item.status == pixflow::tasks::ItemStatus::failed) std::cerr << item.input << ": " << item.reason << '\n';
+/// std::ofstream("report.json") << pixflow::tasks::to_json(report).dump(2);
+/// @endcode
+#include <cstddef>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pixflow/engine/stats.hpp"
+
+namespace pixflow::tasks {
+
+enum class ItemStatus { pending, ok, failed, skipped };
+std::string_view name_of(ItemStatus status);
+
+/// One item of the input: a URL (gallery, URL list) or a file (folder).
+struct ItemReport {
+  std::string input;                 ///< the URL or the path
+  bool is_path = false;              ///< true for folder items ("path" in JSON, else "url")
+  ItemStatus status = ItemStatus::pending;
+  std::string stage;                 ///< where it failed ("download", "decode", ...)
+  std::string reason;                ///< why it failed or was skipped
+  std::vector<std::string> outputs;  ///< files written, relative to the output folder
+};
+
+/// A listing page that could not be read.
+struct ListingError {
+  int page = 0;
+  std::string reason;
+};
+
+struct PipelineReport {
+  std::vector<ItemReport> items;          ///< input order
+  std::vector<ListingError> listing_errors;
+  pixflow::RunReport run;                 ///< per-node figures, wall time, cancellation
+
+  [[nodiscard]] std::size_t count(ItemStatus status) const;
+  /// Failures grouped by reason, most frequent first ("http 404" → 3).
+  [[nodiscard]] std::vector<std::pair<std::string, std::size_t>> failures_by_reason() const;
+  /// True when the source itself could not be used (no listing page could be read at all).
+  [[nodiscard]] bool source_unusable() const;
+};
+
+/// {"items": [...], "nodes": {name: {...}}, "wall_s": s, "summary": {...}, "listing_errors": [...],
+///  "cancelled": bool, "cancel_reason": "..."}
+nlohmann::json to_json(const PipelineReport& report);
+
+}  // namespace pixflow::tasks
