@@ -33,6 +33,13 @@ inline std::string server_url() {
   return url;
 }
 
+/// The state folder of test server `name` (tests/fixtures/<name>/start.sh), beside the nginx one.
+inline std::filesystem::path fixture_dir(const std::string& name) {
+  const char* dir = std::getenv("PIXFLOW_SERVER_DIR");
+  if (dir == nullptr) throw std::runtime_error("PIXFLOW_SERVER_DIR is not set: run the tests through ctest");
+  return std::filesystem::path(dir).parent_path() / (name + "-fixture");
+}
+
 /// The whole content of a file.
 inline std::vector<std::uint8_t> read_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
