@@ -1,0 +1,345 @@
+#include "pixflow/tasks/decode.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "pixflow/tasks/thumbnail.hpp"
+
+namespace pixflow::tasks {
+
+namespace {
+
+using Bytes = std::span<const std::uint8_t>;
+
+bool starts_with(Bytes bytes, std::string_view magic, std::size_t at = 0) {
+  return bytes.size() >= at + magic.size() && std::memcmp(bytes.data() + at, magic.data(), magic.size()) == 0;
+}
+
+std::uint32_t be16(const std::uint8_t* p) { return std::uint32_t{p[0]} << 8 | p[1]; }
+std::uint32_t be32(const std::uint8_t* p) { return be16(p) << 16 | be16(p + 2); }
+std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t{p[1]} << 8 | p[0]; }
+std::uint32_t le24(const std::uint8_t* p) { return std::uint32_t{p[2]} << 16 | le16(p); }
+std::uint32_t le32(const std::uint8_t* p) { return std::uint32_t{p[3]} << 24 | le24(p); }
+
+/// What the header tells: the stored (not yet oriented) size and the EXIF orientation (1..8).
+struct Header {
+  Size stored;
+  int orientation = 1;
+  bool animated = false;
+};
+
+Size displayed(const Header& header) {
+  return header.orientation >= 5 ? Size{header.stored.height, header.stored.width} : header.stored;
+}
+
+/// Orientation (tag 0x0112) from a TIFF-structured EXIF block, with or without the "Exif\0\0" prefix.
+int exif_orientation(Bytes exif) {
+  if (starts_with(exif, std::string_view("Exif\0\0", 6))) exif = exif.subspan(6);
+  if (exif.size() < 8) return 1;
+  const bool little = starts_with(exif, "II");
+  if (!little && !starts_with(exif, "MM")) return 1;
+  auto u16 = [&](std::size_t at) { return little ? le16(exif.data() + at) : be16(exif.data() + at); };
+  auto u32 = [&](std::size_t at) { return little ? le32(exif.data() + at) : be32(exif.data() + at); };
+  if (u16(2) != 42) return 1;
+  const std::size_t ifd = u32(4);
+  if (ifd > exif.size() || exif.size() - ifd < 2) return 1;
+  const std::size_t entries = u16(ifd);
+  for (std::size_t i = 0; i < entries; ++i) {
+    const std::size_t entry = ifd + 2 + 12 * i;
+    if (entry + 12 > exif.size()) break;
+    if (u16(entry) == 0x0112 && u16(entry + 2) == 3 /* SHORT */) {
+      const auto value = static_cast<int>(u16(entry + 8));
+      return value >= 1 && value <= 8 ? value : 1;
+    }
+  }
+  return 1;
+}
+
+enum class JpegState { complete, truncated, corrupt };
+
+struct JpegScan {
+  JpegState state = JpegState::corrupt;
+  std::optional<Header> header;  // set once a SOF marker was seen
+};
+
+/// Walks the JPEG marker structure. With `whole`, also walks every entropy-coded scan up to EOI, which
+/// tells a truncated download from a complete one (libjpeg only warns and fills the rest with grey).
+JpegScan scan_jpeg(Bytes b, bool whole) {
+  JpegScan scan;
+  int orientation = 1;
+  bool saw_scan = false;
+  const std::size_t n = b.size();
+  std::size_t pos = 2;  // after SOI
+  for (;;) {
+    if (pos >= n) { scan.state = JpegState::truncated; break; }
+    if (b[pos] != 0xFF) { scan.state = JpegState::corrupt; break; }  // garbage where a marker belongs
+    while (pos < n && b[pos] == 0xFF) ++pos;                            // fill bytes
+    if (pos >= n) { scan.state = JpegState::truncated; break; }
+    const std::uint8_t marker = b[pos++];
+    if (marker == 0xD9) { scan.state = saw_scan ? JpegState::complete : JpegState::corrupt; break; }
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;  // no length
+    if (marker == 0x00 || marker == 0xD8) { scan.state = JpegState::corrupt; break; }
+    if (pos + 2 > n) { scan.state = JpegState::truncated; break; }
+    const std::size_t length = be16(b.data() + pos);
+    if (length < 2) { scan.state = JpegState::corrupt; break; }
+    if (pos + length > n) { scan.state = JpegState::truncated; break; }
+    const Bytes segment = b.subspan(pos + 2, length - 2);
+    pos += length;
+    const bool is_sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (is_sof && !scan.header) {
+      if (segment.size() < 6) { scan.state = JpegState::corrupt; break; }
+      const auto height = static_cast<int>(be16(segment.data() + 1));
+      const auto width = static_cast<int>(be16(segment.data() + 3));
+      if (width == 0 || height == 0) { scan.state = JpegState::corrupt; break; }
+      scan.header = Header{Size{width, height}, orientation, false};
+    } else if (marker == 0xE1 && orientation == 1 && !scan.header &&
+               starts_with(segment, std::string_view("Exif\0\0", 6))) {
+      orientation = exif_orientation(segment);
+    } else if (marker == 0xDA) {
+      if (!scan.header) { scan.state = JpegState::corrupt; break; }
+      saw_scan = true;
+      if (!whole) { scan.state = JpegState::complete; break; }
+      // Entropy-coded data: 0xFF is followed by 0x00 (stuffing) or RSTn inside it; anything else ends it.
+      bool found = false;
+      while (pos < n) {
+        const auto* ff = static_cast<const std::uint8_t*>(std::memchr(b.data() + pos, 0xFF, n - pos));
+        if (ff == nullptr) break;
+        std::size_t at = static_cast<std::size_t>(ff - b.data());
+        std::size_t next = at + 1;
+        while (next < n && b[next] == 0xFF) ++next;
+        if (next >= n) break;
+        if (b[next] == 0x00 || (b[next] >= 0xD0 && b[next] <= 0xD7)) { pos = next + 1; continue; }
+        pos = next - 1;  // the 0xFF right before the marker
+        found = true;
+        break;
+      }
+      if (!found) { scan.state = JpegState::truncated; break; }
+    }
+  }
+  return scan;
+}
+
+std::optional<Header> png_header(Bytes b) {
+  // Signature (8), then IHDR: length 13, "IHDR", width, height (big-endian), ...
+  if (b.size() < 8 + 8 + 13 || !starts_with(b, "IHDR", 12) || be32(b.data() + 8) != 13) return std::nullopt;
+  const std::uint32_t width = be32(b.data() + 16);
+  const std::uint32_t height = be32(b.data() + 20);
+  if (width == 0 || height == 0 || width > INT_MAX || height > INT_MAX) return std::nullopt;
+  Header header{Size{static_cast<int>(width), static_cast<int>(height)}, 1, false};
+  // Ancillary chunks before the image data: eXIf (orientation), acTL (animated PNG, first frame decodes).
+  std::size_t pos = 8;
+  while (pos + 8 <= b.size()) {
+    const std::size_t length = be32(b.data() + pos);
+    const Bytes type = b.subspan(pos + 4, 4);
+    if (starts_with(type, "IDAT") || length > b.size() - pos - 8) break;
+    if (starts_with(type, "eXIf")) header.orientation = exif_orientation(b.subspan(pos + 8, length));
+    pos += 12 + length;
+  }
+  return header;
+}
+
+/// Every chunk is whole and IEND is there: a truncated download is refused before libpng sees it.
+bool png_complete(Bytes b) {
+  std::size_t pos = 8;
+  while (pos + 12 <= b.size()) {
+    const std::size_t length = be32(b.data() + pos);
+    if (length > b.size() - pos - 12) return false;
+    if (starts_with(b, "IEND", pos + 4)) return true;
+    pos += 12 + length;
+  }
+  return false;
+}
+
+/// The RIFF container holds as many bytes as its header says.
+bool webp_complete(Bytes b) { return b.size() >= 12 && std::size_t{le32(b.data() + 4)} + 8 <= b.size(); }
+
+std::optional<Header> webp_header(Bytes b) {
+  if (b.size() < 30) return std::nullopt;
+  Header header;
+  const std::uint8_t* chunk = b.data() + 12;
+  const std::uint8_t* data = chunk + 8;
+  if (starts_with(b, "VP8X", 12)) {
+    const std::uint8_t flags = data[0];
+    header.animated = (flags & 0x02) != 0;
+    header.stored = Size{static_cast<int>(le24(data + 4)) + 1, static_cast<int>(le24(data + 7)) + 1};
+    if ((flags & 0x08) != 0) {  // an EXIF chunk follows somewhere
+      std::size_t pos = 12;
+      while (pos + 8 <= b.size()) {
+        const std::size_t length = le32(b.data() + pos + 4);
+        if (length > b.size() - pos - 8) break;
+        if (starts_with(b, "EXIF", pos)) {
+          header.orientation = exif_orientation(b.subspan(pos + 8, length));
+          break;
+        }
+        pos += 8 + length + (length & 1);
+      }
+    }
+  } else if (starts_with(b, "VP8 ", 12)) {
+    // Lossy key frame: 3-byte frame tag, start code 9d 01 2a, then 14-bit width and height.
+    if (data[3] != 0x9D || data[4] != 0x01 || data[5] != 0x2A) return std::nullopt;
+    header.stored = Size{static_cast<int>(le16(data + 6) & 0x3FFF), static_cast<int>(le16(data + 8) & 0x3FFF)};
+  } else if (starts_with(b, "VP8L", 12)) {
+    // Lossless: signature 0x2f, then width-1 and height-1 in 14 bits each.
+    if (data[0] != 0x2F) return std::nullopt;
+    const std::uint32_t bits = le32(data + 1);
+    header.stored = Size{static_cast<int>(bits & 0x3FFF) + 1, static_cast<int>((bits >> 14) & 0x3FFF) + 1};
+  } else {
+    return std::nullopt;
+  }
+  if (header.stored.width <= 0 || header.stored.height <= 0) return std::nullopt;
+  return header;
+}
+
+std::optional<Header> read_header(Bytes bytes, ImageFormat format) {
+  switch (format) {
+    case ImageFormat::jpeg: return scan_jpeg(bytes, false).header;
+    case ImageFormat::png: return png_header(bytes);
+    case ImageFormat::webp: return webp_header(bytes);
+    default: return std::nullopt;
+  }
+}
+
+/// The same transforms as OpenCV's own EXIF handling (loadsave.cpp ExifTransform).
+void apply_orientation(cv::Mat& image, int orientation) {
+  if (orientation >= 5 && orientation <= 8) cv::transpose(image, image);
+  switch (orientation) {
+    case 2: case 6: cv::flip(image, image, 1); break;
+    case 3: case 7: cv::flip(image, image, -1); break;
+    case 4: case 8: cv::flip(image, image, 0); break;
+    default: break;
+  }
+}
+
+/// 8-bit BGR, or BGRA when there is an alpha channel.
+void normalize(cv::Mat& image) {
+  if (image.depth() == CV_16U) {
+    image.convertTo(image, CV_8U, 1.0 / 257.0);
+  } else if (image.depth() == CV_32F || image.depth() == CV_64F) {
+    image.convertTo(image, CV_8U, 255.0);
+  } else if (image.depth() != CV_8U) {
+    image.convertTo(image, CV_8U);
+  }
+  switch (image.channels()) {
+    case 1: cv::cvtColor(image, image, cv::COLOR_GRAY2BGR); break;
+    case 2: {  // grey + alpha
+      cv::Mat bgra(image.size(), CV_8UC4);
+      const int from_to[] = {0, 0, 0, 1, 0, 2, 1, 3};
+      cv::mixChannels(&image, 1, &bgra, 1, from_to, 4);
+      image = bgra;
+      break;
+    }
+    default: break;
+  }
+}
+
+int reduced_flag(int factor) {
+  switch (factor) {
+    case 2: return cv::IMREAD_REDUCED_COLOR_2;
+    case 4: return cv::IMREAD_REDUCED_COLOR_4;
+    case 8: return cv::IMREAD_REDUCED_COLOR_8;
+    default: return cv::IMREAD_COLOR;
+  }
+}
+
+int ceil_div(int value, int factor) { return (value + factor - 1) / factor; }
+
+}  // namespace
+
+ImageFormat sniff_format(std::span<const std::uint8_t> bytes) {
+  if (starts_with(bytes, "\xFF\xD8\xFF")) return ImageFormat::jpeg;
+  if (starts_with(bytes, "\x89PNG\r\n\x1A\n")) return ImageFormat::png;
+  if (starts_with(bytes, "RIFF") && starts_with(bytes, "WEBP", 8)) return ImageFormat::webp;
+  if (starts_with(bytes, "GIF87a") || starts_with(bytes, "GIF89a")) return ImageFormat::gif;
+  if (starts_with(bytes, std::string_view("II*\0", 4)) || starts_with(bytes, std::string_view("MM\0*", 4)))
+    return ImageFormat::tiff;
+  if (starts_with(bytes, "BM") && bytes.size() >= 18) {
+    // "BM" alone is too weak (text can start with it): also require a known DIB header size.
+    switch (le32(bytes.data() + 14)) {
+      case 12: case 40: case 52: case 56: case 64: case 108: case 124: return ImageFormat::bmp;
+      default: break;
+    }
+  }
+  return ImageFormat::unknown;
+}
+
+int reduce_factor_for(Size source, Size largest_box) {
+  if (source.width <= 0 || source.height <= 0 || largest_box.width <= 0 || largest_box.height <= 0) return 1;
+  const Size target = fit_within(source, largest_box);
+  for (int factor : {8, 4, 2}) {
+    if (source.width / factor >= 2 * target.width && source.height / factor >= 2 * target.height) return factor;
+  }
+  return 1;
+}
+
+std::optional<Size> read_image_size(std::span<const std::uint8_t> bytes) {
+  auto header = read_header(bytes, sniff_format(bytes));
+  if (!header) return std::nullopt;
+  return displayed(*header);
+}
+
+Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size largest_box) {
+  if (bytes.empty()) return Error{"empty body"};
+  const ImageFormat format = sniff_format(bytes);
+  if (format == ImageFormat::unknown) return Error{"not an image"};
+  if (format == ImageFormat::gif) return Error{"unsupported format (gif)"};
+  const Error corrupt{"corrupt " + std::string(name_of(format))};
+  if (bytes.size() > static_cast<std::size_t>(INT_MAX)) return Error{"image too large"};
+
+  std::optional<Header> header;
+  if (format == ImageFormat::jpeg) {
+    auto scan = scan_jpeg(bytes, true);
+    if (scan.state != JpegState::complete || !scan.header) return corrupt;
+    header = scan.header;
+  } else if (format == ImageFormat::png || format == ImageFormat::webp) {
+    const bool complete = format == ImageFormat::png ? png_complete(bytes) : webp_complete(bytes);
+    header = read_header(bytes, format);
+    if (!complete || !header) return corrupt;
+    if (header->animated) return Error{"unsupported format (animated webp)"};
+  }
+
+  DecodedImage result;
+  result.source_format = format;
+  int flags = cv::IMREAD_COLOR;
+  if (header) {
+    result.source_size = displayed(*header);
+    if (format == ImageFormat::jpeg) result.reduce_factor = reduce_factor_for(result.source_size, largest_box);
+    const std::int64_t pixels = std::int64_t{ceil_div(result.source_size.width, result.reduce_factor)} *
+                                ceil_div(result.source_size.height, result.reduce_factor);
+    if (pixels > max_decoded_pixels) return Error{"image too large (" + to_string(result.source_size) + ")"};
+  }
+  if (format == ImageFormat::jpeg) {
+    flags = reduced_flag(result.reduce_factor);
+  } else if (format == ImageFormat::png || format == ImageFormat::webp) {
+    flags = cv::IMREAD_UNCHANGED;  // keeps alpha; OpenCV then skips EXIF orientation: applied below
+  }
+
+  // imdecode only reads the buffer; cv::Mat has no const view, hence the cast.
+  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                       const_cast<std::uint8_t*>(bytes.data()));  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+  try {
+    result.pixels = cv::imdecode(buffer, flags);
+    if (result.pixels.empty()) return corrupt;
+    normalize(result.pixels);
+    if (flags == cv::IMREAD_UNCHANGED && header) apply_orientation(result.pixels, header->orientation);
+  } catch (const cv::Exception&) {
+    return corrupt;
+  }
+  if (!header) {
+    result.source_size = Size{result.pixels.cols, result.pixels.rows};
+  } else if ((result.pixels.cols > result.pixels.rows && result.source_size.width < result.source_size.height) ||
+             (result.pixels.cols < result.pixels.rows && result.source_size.width > result.source_size.height)) {
+    // The decoder read the orientation differently from the header parser: trust the pixels.
+    std::swap(result.source_size.width, result.source_size.height);
+  }
+  return result;
+}
+
+}  // namespace pixflow::tasks

@@ -1,0 +1,146 @@
+#include "pixflow/tasks/thumbnail.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace pixflow::tasks {
+
+namespace {
+
+/// a * b / c rounded to nearest, in 64 bits (sizes up to INT_MAX do not overflow).
+int scaled(int a, int b, int c) {
+  const std::int64_t numerator = std::int64_t{a} * b;
+  return static_cast<int>((2 * numerator + c) / (2 * std::int64_t{c}));
+}
+
+bool fully_opaque(const cv::Mat& bgra) {
+  cv::Mat alpha;
+  cv::extractChannel(bgra, alpha, 3);
+  double lowest = 0.0;
+  cv::minMaxLoc(alpha, &lowest);
+  return lowest >= 255.0;
+}
+
+/// BGRA resized in premultiplied-alpha space: colours are weighted by their coverage.
+cv::Mat resize_premultiplied(const cv::Mat& bgra, cv::Size target) {
+  cv::Mat work;
+  bgra.convertTo(work, CV_32FC4, 1.0 / 255.0);
+  std::vector<cv::Mat> channels;
+  cv::split(work, channels);
+  for (int c = 0; c < 3; ++c) channels[static_cast<std::size_t>(c)] = channels[static_cast<std::size_t>(c)].mul(channels[3]);
+  cv::merge(channels, work);
+  cv::resize(work, work, target, 0.0, 0.0, cv::INTER_AREA);
+  cv::split(work, channels);
+  cv::Mat coverage = cv::max(channels[3], 1e-6);
+  for (int c = 0; c < 3; ++c) cv::divide(channels[static_cast<std::size_t>(c)], coverage, channels[static_cast<std::size_t>(c)]);
+  cv::merge(channels, work);
+  cv::Mat result;
+  work.convertTo(result, CV_8UC4, 255.0);  // saturating: rounding noise above 1.0 clips to 255
+  return result;
+}
+
+/// BGRA composited on white, as BGR.
+cv::Mat on_white(const cv::Mat& bgra) {
+  cv::Mat work;
+  bgra.convertTo(work, CV_32FC4, 1.0 / 255.0);
+  std::vector<cv::Mat> channels;
+  cv::split(work, channels);
+  const cv::Mat& alpha = channels[3];
+  cv::Mat transparent = 1.0 - alpha;
+  std::vector<cv::Mat> bgr(3);
+  for (std::size_t c = 0; c < 3; ++c) bgr[c] = channels[c].mul(alpha) + transparent;
+  cv::merge(bgr, work);
+  cv::Mat result;
+  work.convertTo(result, CV_8UC3, 255.0);
+  return result;
+}
+
+void check_range(int value, int low, int high, const char* what) {
+  if (value < low || value > high)
+    throw std::invalid_argument(std::string(what) + " must be in " + std::to_string(low) + ".." +
+                                std::to_string(high) + ", got " + std::to_string(value));
+}
+
+}  // namespace
+
+Size fit_within(Size source, Size box) {
+  if (source.width <= 0 || source.height <= 0 || box.width <= 0 || box.height <= 0)
+    throw std::invalid_argument("fit_within: sizes must be positive, got " + to_string(source) + " into " +
+                                to_string(box));
+  if (source.width <= box.width && source.height <= box.height) return source;
+  // Width-limited when source.w / source.h >= box.w / box.h (compared without division).
+  if (std::int64_t{source.width} * box.height >= std::int64_t{source.height} * box.width) {
+    return Size{box.width, std::clamp(scaled(source.height, box.width, source.width), 1, box.height)};
+  }
+  return Size{std::clamp(scaled(source.width, box.height, source.height), 1, box.width), box.height};
+}
+
+cv::Mat make_thumbnail(const cv::Mat& image, Size box) {
+  if (image.empty()) throw std::invalid_argument("make_thumbnail: empty image");
+  const Size target = fit_within(Size{image.cols, image.rows}, box);
+  if (target.width == image.cols && target.height == image.rows) return image.clone();
+  const cv::Size size(target.width, target.height);
+  if (image.channels() == 4 && image.depth() == CV_8U && !fully_opaque(image)) return resize_premultiplied(image, size);
+  cv::Mat result;
+  cv::resize(image, result, size, 0.0, 0.0, cv::INTER_AREA);
+  return result;
+}
+
+Expected<std::vector<std::uint8_t>> encode_image(const cv::Mat& image, ImageFormat format,
+                                                 const EncodeOptions& options) {
+  check_range(options.jpeg_quality, 0, 100, "jpeg quality");
+  check_range(options.webp_quality, 1, 100, "webp quality");
+  check_range(options.png_compression, 0, 9, "png compression");
+  const Error failed{"cannot encode as " + std::string(name_of(format))};
+  if (image.empty()) return failed;
+
+  std::vector<int> params;
+  const cv::Mat* source = &image;
+  cv::Mat flattened;
+  const char* extension = nullptr;
+  switch (format) {
+    case ImageFormat::jpeg:
+      extension = ".jpg";
+      params = {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality};
+      if (image.channels() == 4) {
+        flattened = on_white(image);
+        source = &flattened;
+      }
+      break;
+    case ImageFormat::png:
+      extension = ".png";
+      params = {cv::IMWRITE_PNG_COMPRESSION, options.png_compression};
+      break;
+    case ImageFormat::webp:
+      extension = ".webp";
+      params = {cv::IMWRITE_WEBP_QUALITY, options.webp_quality};
+      break;
+    default:
+      return failed;
+  }
+  std::vector<std::uint8_t> bytes;
+  try {
+    if (!cv::imencode(extension, *source, bytes, params) || bytes.empty()) return failed;
+  } catch (const cv::Exception&) {
+    return failed;
+  }
+  return bytes;
+}
+
+ImageFormat output_format(ImageFormat source, ImageFormat requested) {
+  if (requested != ImageFormat::same) return requested;
+  switch (source) {
+    case ImageFormat::jpeg:
+    case ImageFormat::png:
+    case ImageFormat::webp: return source;
+    default: return ImageFormat::png;
+  }
+}
+
+}  // namespace pixflow::tasks

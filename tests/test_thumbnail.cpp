@@ -1,0 +1,169 @@
+// thumbnail.hpp: fitting, resizing (alpha kept, never upscaled), encoding round trips, output formats.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "pixflow/tasks/decode.hpp"
+#include "pixflow/tasks/thumbnail.hpp"
+#include "support.hpp"
+
+using namespace pixflow::tasks;
+using pixflow::test::photo;
+using pixflow::test::read_bytes;
+
+namespace {
+
+const std::vector<std::string> photos = {"aqua.jpg",   "dune.jpg",           "fresh-flower.jpg",
+                                         "two-wings.jpg", "storm-rotated.jpg", "garden.png",
+                                         "ladybird-alpha.png", "wood.webp",   "tiny.jpg"};
+
+DecodedImage decoded(const std::string& name, Size box) {
+  auto image = decode_image(read_bytes(photo(name)), box);
+  REQUIRE(image.has_value());
+  return std::move(image).value();
+}
+
+}  // namespace
+
+TEST_CASE("fit_within keeps the aspect ratio, fills the limiting side, never upscales", "[thumbnail]") {
+  const Size box{128, 128};
+  CHECK(fit_within(Size{1024, 640}, box) == Size{128, 80});    // landscape
+  CHECK(fit_within(Size{800, 1200}, box) == Size{85, 128});    // portrait: 85.33 rounds to 85
+  CHECK(fit_within(Size{500, 500}, box) == Size{128, 128});    // square
+  CHECK(fit_within(Size{96, 60}, box) == Size{96, 60});        // tiny: never upscaled
+  CHECK(fit_within(Size{128, 50}, box) == Size{128, 50});      // exactly on the edge
+  CHECK(fit_within(Size{10000, 1}, box) == Size{128, 1});      // extreme: width fits, height >= 1
+  CHECK(fit_within(Size{1, 10000}, box) == Size{1, 128});
+  CHECK(fit_within(Size{1024, 640}, Size{200, 100}) == Size{160, 100});  // height-limited by a wide box
+  CHECK(fit_within(Size{1064, 800}, Size{256, 256}) == Size{256, 192});  // 192.48 rounds to 192
+  CHECK(fit_within(Size{1000, 1000}, Size{1, 1}) == Size{1, 1});
+  CHECK_THROWS_AS(fit_within(Size{0, 10}, box), std::invalid_argument);
+  CHECK_THROWS_AS(fit_within(Size{10, 10}, Size{128, 0}), std::invalid_argument);
+}
+
+TEST_CASE("make_thumbnail fits each photo in the box, exactly on the long side", "[thumbnail]") {
+  for (const Size box : {Size{128, 128}, Size{256, 160}}) {
+    for (const auto& name : photos) {
+      INFO(name << " into " << to_string(box));
+      const DecodedImage image = decoded(name, box);
+      const cv::Mat thumb = make_thumbnail(image.pixels, box);
+      const Size source = image.source_size;
+      REQUIRE(thumb.cols <= box.width);
+      REQUIRE(thumb.rows <= box.height);
+      CHECK(thumb.channels() == image.pixels.channels());
+      if (source.width <= box.width && source.height <= box.height) {
+        CHECK(thumb.cols == source.width);  // never upscaled
+        CHECK(thumb.rows == source.height);
+        continue;
+      }
+      CHECK((thumb.cols == box.width || thumb.rows == box.height));
+      // Aspect ratio within one pixel: the other side matches the source's proportion.
+      if (thumb.cols == box.width) {
+        CHECK(std::abs(thumb.rows * source.width - source.height * thumb.cols) <= source.width);
+      } else {
+        CHECK(std::abs(thumb.cols * source.height - source.width * thumb.rows) <= source.height);
+      }
+    }
+  }
+}
+
+TEST_CASE("make_thumbnail clones an image that already fits", "[thumbnail]") {
+  const DecodedImage tiny = decoded("tiny.jpg", Size{128, 128});
+  const cv::Mat thumb = make_thumbnail(tiny.pixels, Size{128, 128});
+  CHECK(thumb.data != tiny.pixels.data);
+  CHECK(cv::norm(thumb, tiny.pixels, cv::NORM_INF) == 0.0);
+}
+
+TEST_CASE("make_thumbnail keeps alpha and does not bleed transparent colour", "[thumbnail]") {
+  const DecodedImage ladybird = decoded("ladybird-alpha.png", Size{128, 128});
+  const cv::Mat thumb = make_thumbnail(ladybird.pixels, Size{128, 128});
+  REQUIRE(thumb.type() == CV_8UC4);
+  CHECK(thumb.at<cv::Vec4b>(0, 0)[3] == 0);
+  CHECK(thumb.at<cv::Vec4b>(64, 64)[3] == 255);
+
+  // Opaque red on the left, fully transparent green on the right; the boundary falls inside a block.
+  cv::Mat image(30, 30, CV_8UC4, cv::Scalar(0, 255, 0, 0));
+  image(cv::Rect(0, 0, 16, 30)).setTo(cv::Scalar(0, 0, 255, 255));
+  const cv::Mat small = make_thumbnail(image, Size{10, 10});
+  REQUIRE(small.size() == cv::Size(10, 10));
+  const cv::Vec4b edge = small.at<cv::Vec4b>(5, 5);
+  CHECK(edge[3] > 0);
+  CHECK(edge[3] < 255);
+  CHECK(edge[1] <= 1);    // no green from the transparent side
+  CHECK(edge[2] >= 254);  // still fully red where it is visible
+}
+
+TEST_CASE("encode_image round-trips every output format", "[thumbnail]") {
+  for (const auto& name : photos) {
+    const DecodedImage image = decoded(name, Size{160, 160});
+    const cv::Mat thumb = make_thumbnail(image.pixels, Size{160, 160});
+    for (const ImageFormat format : {ImageFormat::jpeg, ImageFormat::png, ImageFormat::webp}) {
+      INFO(name << " as " << name_of(format));
+      const auto bytes = encode_image(thumb, format);
+      REQUIRE(bytes.has_value());
+      CHECK(sniff_format(*bytes) == format);
+      const auto back = decode_image(*bytes, Size{160, 160});
+      REQUIRE(back.has_value());
+      CHECK(back->pixels.cols == thumb.cols);
+      CHECK(back->pixels.rows == thumb.rows);
+      const int channels = format == ImageFormat::jpeg ? 3 : thumb.channels();
+      CHECK(back->pixels.channels() == channels);
+    }
+  }
+}
+
+TEST_CASE("encode_image keeps alpha in PNG/WebP and composites it on white for JPEG", "[thumbnail]") {
+  const DecodedImage ladybird = decoded("ladybird-alpha.png", Size{128, 128});
+  const cv::Mat thumb = make_thumbnail(ladybird.pixels, Size{128, 128});
+  for (const ImageFormat format : {ImageFormat::png, ImageFormat::webp}) {
+    INFO(name_of(format));
+    const auto back = decode_image(*encode_image(thumb, format), Size{128, 128});
+    REQUIRE(back.has_value());
+    REQUIRE(back->pixels.channels() == 4);
+    CHECK(back->pixels.at<cv::Vec4b>(0, 0)[3] == 0);
+    CHECK(back->pixels.at<cv::Vec4b>(64, 64)[3] == 255);
+  }
+  const auto jpeg = decode_image(*encode_image(thumb, ImageFormat::jpeg), Size{128, 128});
+  REQUIRE(jpeg.has_value());
+  REQUIRE(jpeg->pixels.channels() == 3);
+  const cv::Vec3b corner = jpeg->pixels.at<cv::Vec3b>(0, 0);
+  CHECK(corner[0] >= 245);
+  CHECK(corner[1] >= 245);
+  CHECK(corner[2] >= 245);
+}
+
+TEST_CASE("encode_image honours quality and refuses other formats", "[thumbnail]") {
+  const DecodedImage aqua = decoded("aqua.jpg", Size{256, 256});
+  const cv::Mat thumb = make_thumbnail(aqua.pixels, Size{256, 256});
+  const auto low = encode_image(thumb, ImageFormat::jpeg, EncodeOptions{.jpeg_quality = 20});
+  const auto high = encode_image(thumb, ImageFormat::jpeg, EncodeOptions{.jpeg_quality = 95});
+  REQUIRE(low.has_value());
+  REQUIRE(high.has_value());
+  CHECK(low->size() < high->size());
+  const auto webp_low = encode_image(thumb, ImageFormat::webp, EncodeOptions{.webp_quality = 10});
+  const auto webp_high = encode_image(thumb, ImageFormat::webp, EncodeOptions{.webp_quality = 95});
+  REQUIRE(webp_low.has_value());
+  CHECK(webp_low->size() < webp_high->size());
+
+  CHECK(encode_image(thumb, ImageFormat::gif).error().reason == "cannot encode as gif");
+  CHECK(encode_image(thumb, ImageFormat::same).error().reason == "cannot encode as same");
+  CHECK(encode_image(cv::Mat(), ImageFormat::png).error().reason == "cannot encode as png");
+  CHECK_THROWS_AS(encode_image(thumb, ImageFormat::jpeg, EncodeOptions{.jpeg_quality = 101}), std::invalid_argument);
+  CHECK_THROWS_AS(encode_image(thumb, ImageFormat::png, EncodeOptions{.png_compression = 10}), std::invalid_argument);
+  CHECK_THROWS_AS(encode_image(thumb, ImageFormat::webp, EncodeOptions{.webp_quality = 0}), std::invalid_argument);
+}
+
+TEST_CASE("output_format resolves `same` to a format every browser shows", "[thumbnail]") {
+  CHECK(output_format(ImageFormat::jpeg, ImageFormat::same) == ImageFormat::jpeg);
+  CHECK(output_format(ImageFormat::png, ImageFormat::same) == ImageFormat::png);
+  CHECK(output_format(ImageFormat::webp, ImageFormat::same) == ImageFormat::webp);
+  CHECK(output_format(ImageFormat::bmp, ImageFormat::same) == ImageFormat::png);
+  CHECK(output_format(ImageFormat::tiff, ImageFormat::same) == ImageFormat::png);
+  CHECK(output_format(ImageFormat::png, ImageFormat::jpeg) == ImageFormat::jpeg);
+  CHECK(output_format(ImageFormat::jpeg, ImageFormat::webp) == ImageFormat::webp);
+}
