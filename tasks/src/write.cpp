@@ -1,0 +1,127 @@
+#include "pixflow/tasks/write.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <system_error>
+
+namespace pixflow::tasks {
+
+namespace {
+
+bool is_plain_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
+         name.find('\0') == std::string_view::npos && !name.starts_with(temporary_prefix);
+}
+
+/// A suffix unique within this process (counter) and unlikely to clash with other processes (random).
+std::string temporary_name() {
+  static std::atomic<unsigned long long> counter{0};
+  static const unsigned long long seed = [] {
+    std::random_device device;
+    return (static_cast<unsigned long long>(device()) << 32) ^ device();
+  }();
+  char suffix[48];
+  std::snprintf(suffix, sizeof suffix, "%d-%016llx-%llu", static_cast<int>(::getpid()), seed,
+                counter.fetch_add(1, std::memory_order_relaxed));
+  return std::string(temporary_prefix) + suffix;
+}
+
+/// strerror's text in lower case, as report reasons are ("no such file or directory").
+std::string reason(int error) {
+  std::string text = std::generic_category().message(error);
+  for (char& c : text) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return text;
+}
+
+/// Closes the descriptor and removes the temporary file unless released.
+class TemporaryFile {
+ public:
+  TemporaryFile(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
+  TemporaryFile(const TemporaryFile&) = delete;
+  TemporaryFile& operator=(const TemporaryFile&) = delete;
+  ~TemporaryFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!released_) ::unlink(path_.c_str());
+  }
+  [[nodiscard]] int fd() const { return fd_; }
+  /// Closes the descriptor, reporting errno on failure (close can report delayed write errors).
+  int close() {
+    const int result = ::close(fd_);
+    fd_ = -1;
+    return result == 0 ? 0 : errno;
+  }
+  void release() { released_ = true; }
+
+ private:
+  int fd_;
+  std::filesystem::path path_;
+  bool released_ = false;
+};
+
+void sync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // durability only: the rename itself already happened
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+Expected<std::filesystem::path> write_file_atomically(const std::filesystem::path& dir, std::string_view name,
+                                                      std::span<const std::uint8_t> bytes) {
+  if (!is_plain_name(name)) return Error{"unsafe name"};
+  const std::filesystem::path target = dir / std::filesystem::path(std::string(name));
+  auto failure = [&](int error) { return Error{"cannot write " + target.string() + ": " + reason(error)}; };
+
+  std::filesystem::path temporary;
+  int fd = -1;
+  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+    temporary = dir / temporary_name();
+    fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) return failure(errno);
+  }
+  if (fd < 0) return failure(EEXIST);
+  TemporaryFile file(fd, temporary);
+
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(file.fd(), bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return failure(errno);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(file.fd()) != 0) return failure(errno);
+  if (const int error = file.close(); error != 0) return failure(error);
+  if (::rename(temporary.c_str(), target.c_str()) != 0) return failure(errno);
+  file.release();
+  sync_directory(dir);
+  return target;
+}
+
+std::size_t remove_stale_temporaries(const std::filesystem::path& dir) {
+  std::size_t removed = 0;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) return 0;
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::filesystem::directory_entry& entry = *it;
+    if (!entry.path().filename().string().starts_with(temporary_prefix)) continue;
+    std::error_code entry_ec;
+    if (!entry.is_regular_file(entry_ec) && !entry.is_symlink(entry_ec)) continue;
+    if (std::filesystem::remove(entry.path(), entry_ec)) ++removed;
+  }
+  return removed;
+}
+
+}  // namespace pixflow::tasks
