@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Runs the embed example on a folder of photos and checks what it wrote.
+
+usage: check_embed.py EMBED PHOTOS_DIR OUT_DIR
+Expects: each JPEG/PNG/WebP photo has OUT_DIR/<stem>_thumbnail<ext>, fitting 128x128, grey (the custom
+"grayscale" stage ran), alpha kept where the photo has it; each GIF is reported as unsupported and makes
+the exit code 1 (0 when there is none); the printed report counts every decoded photo in "grayscale".
+"""
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+try:
+    from PIL import Image, ImageChops, ImageStat
+except ImportError:  # without Pillow: only the files' presence and image signatures are checked
+    Image = None
+
+THUMB_EXT = {".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png", ".webp": ".webp"}
+SIGNATURE = {".jpg": b"\xff\xd8\xff", ".png": b"\x89PNG\r\n\x1a\n", ".webp": b"RIFF"}
+
+
+def check_pixels(photo, thumb, problems):
+    """The thumbnail fits the box, keeps alpha when the photo has it, and is grey."""
+    with Image.open(thumb) as t, Image.open(photo) as source:
+        if max(t.size) > 128 or min(t.size) < 1:
+            problems.append(f"{thumb.name}: size {t.size} does not fit 128x128")
+        if ("A" in source.getbands()) != ("A" in t.getbands()):
+            problems.append(f"{thumb.name}: alpha {t.mode}, source {source.mode}")
+        r, g, b = t.convert("RGB").split()
+        # lossy JPEG/WebP may move a grey pixel by a level or two; a colour photo is far off
+        spread = max(ImageStat.Stat(ImageChops.difference(x, y)).mean[0] for x, y in ((r, g), (g, b)))
+        if spread > 2.0:
+            problems.append(f"{thumb.name}: not grey (mean channel difference {spread:.1f})")
+
+
+def main():
+    embed, photos, out = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+    shutil.rmtree(out, ignore_errors=True)
+    run = subprocess.run([embed, str(photos), str(out)], capture_output=True, text=True, timeout=300)
+    print(run.stdout + run.stderr)
+    images = sorted(p for p in photos.iterdir() if p.suffix.lower() in THUMB_EXT)
+    gifs = sorted(p for p in photos.iterdir() if p.suffix.lower() == ".gif")
+    problems = []
+    if run.returncode != (1 if gifs else 0):
+        problems.append(f"exit code {run.returncode}")
+    for gif in gifs:
+        if f"{gif.name}: decode: unsupported format (gif)" not in run.stderr:
+            problems.append(f"{gif.name}: not reported as unsupported")
+    m = re.search(r"^grayscale\s+compute\s+(\d+) items\s+0 failed", run.stdout, re.M)
+    if not m or int(m[1]) != len(images):
+        problems.append(f"report: grayscale should count {len(images)} items")
+    for photo in images:
+        thumb = out / (photo.stem + "_thumbnail" + THUMB_EXT[photo.suffix.lower()])
+        if not thumb.is_file():
+            problems.append(f"{thumb.name}: missing")
+            continue
+        if not thumb.read_bytes().startswith(SIGNATURE[thumb.suffix]):
+            problems.append(f"{thumb.name}: not a {thumb.suffix} file")
+        elif Image is not None:
+            check_pixels(photo, thumb, problems)
+    if Image is None:
+        print("Pillow not found: the thumbnails' sizes, alpha and greyness were not checked")
+    print(f"{len(images)} thumbnails and {len(gifs)} gif failures checked: {len(problems)} problems")
+    for p in problems:
+        print("  " + p)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

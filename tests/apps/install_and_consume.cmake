@@ -1,0 +1,62 @@
+# The install-and-consume test (cmake -P): installs this build into a fresh prefix, checks the layout,
+# then configures and builds apps/embed as an outside project against it (find_package(pixflow) through
+# CMAKE_PREFIX_PATH only) and runs it on the sample photos (check_embed.py).
+# Variables (-D): BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER LAUNCHER BUILD_TYPE SANITIZE VERSION
+#                 PYTHON
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT code EQUAL 0)
+    message(FATAL_ERROR "failed (${code}): ${ARGN}\n${out}")
+  endif()
+  set(run_output "${out}" PARENT_SCOPE)
+endfunction()
+
+set(prefix ${WORK_DIR}/prefix)
+file(REMOVE_RECURSE ${WORK_DIR})
+
+message(STATUS "cmake --install ${BUILD_DIR} --prefix ${prefix}")
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+foreach(file IN ITEMS
+    lib/cmake/pixflow/pixflowConfig.cmake lib/cmake/pixflow/pixflowConfigVersion.cmake
+    lib/cmake/pixflow/pixflowTargets.cmake lib/libpixflow_engine.a lib/libpixflow_tasks.a
+    include/pixflow/engine/graph.hpp include/pixflow/engine/detail/core.hpp include/pixflow/tasks/pipeline.hpp
+    bin/pixflow bin/primes)
+  if(NOT EXISTS ${prefix}/${file})
+    message(FATAL_ERROR "not installed: ${prefix}/${file}")
+  endif()
+endforeach()
+foreach(app IN ITEMS pixflow primes)
+  run(${prefix}/bin/${app} --version)
+  if(NOT run_output MATCHES "${VERSION}")
+    message(FATAL_ERROR "${app} --version: '${run_output}' does not name ${VERSION}")
+  endif()
+endforeach()
+
+# The outside project: the same compiler, build type and (in the asan/tsan presets) sanitizer as this
+# build, so the embed binary can link the instrumented libraries and is instrumented itself.
+set(configure ${CMAKE_COMMAND} -S ${SOURCE_DIR}/apps/embed -B ${WORK_DIR}/build -G ${GENERATOR}
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
+    -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+if(LAUNCHER)
+  list(APPEND configure -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
+endif()
+if(SANITIZE)
+  list(APPEND configure "-DCMAKE_CXX_FLAGS=-fsanitize=${SANITIZE} -fno-omit-frame-pointer")
+endif()
+message(STATUS "configure apps/embed against ${prefix}")
+run(${configure})
+file(STRINGS ${WORK_DIR}/build/CMakeCache.txt found REGEX "^pixflow_DIR:")
+if(NOT found STREQUAL "pixflow_DIR:PATH=${prefix}/lib/cmake/pixflow")
+  message(FATAL_ERROR "apps/embed found pixflow elsewhere: ${found}")
+endif()
+message(STATUS "build apps/embed")
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+
+message(STATUS "run embed on the sample photos")
+execute_process(
+  COMMAND ${PYTHON} ${SOURCE_DIR}/tests/apps/check_embed.py ${WORK_DIR}/build/embed
+          ${SOURCE_DIR}/tests/fixtures/photos ${WORK_DIR}/out
+  RESULT_VARIABLE code)
+if(NOT code EQUAL 0)
+  message(FATAL_ERROR "the embed program built against the installed package failed its check")
+endif()
