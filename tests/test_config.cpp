@@ -40,6 +40,10 @@ TEST_CASE("an empty document gives the documented defaults", "[config]") {
   CHECK(c.download.stall_timeout_s == 30.0);
   CHECK(c.download.max_bytes == 64u * 1024 * 1024);
   CHECK(c.download.max_redirects == 5);
+  CHECK(c.download.retries == 3);
+  CHECK(c.download.backoff_s == 0.5);
+  CHECK(c.download.max_retry_wait_s == 30.0);
+  CHECK(c.download.rate_per_host == 0.0);
   CHECK(c.decode_concurrency.is_unlimited());
   CHECK(c.thumbnail.concurrency.is_unlimited());
   CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}});
@@ -57,7 +61,8 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
     "nodes": {
       "fetch": {"concurrency": 4},
       "download": {"concurrency": 48, "per_host": 8, "connect_timeout_s": 2.5, "timeout_s": 60,
-                   "stall_timeout_s": 15, "max_bytes": 1048576, "max_redirects": 0},
+                   "stall_timeout_s": 15, "max_bytes": 1048576, "max_redirects": 0,
+                   "retries": 5, "backoff_s": 0.25, "max_retry_wait_s": 60, "rate_per_host": 2.5},
       "decode": {"concurrency": 2},
       "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128", "640x480"], "format": "webp",
                     "jpeg_quality": 90, "webp_quality": 70, "png_compression": 9},
@@ -74,6 +79,10 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
   CHECK(c.download.stall_timeout_s == 15.0);
   CHECK(c.download.max_bytes == 1048576);
   CHECK(c.download.max_redirects == 0);
+  CHECK(c.download.retries == 5);
+  CHECK(c.download.backoff_s == 0.25);
+  CHECK(c.download.max_retry_wait_s == 60.0);
+  CHECK(c.download.rate_per_host == 2.5);
   CHECK(c.decode_concurrency == Concurrency(2));
   CHECK(c.thumbnail.concurrency.is_unlimited());
   CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}, {640, 480}});
@@ -150,6 +159,32 @@ TEST_CASE("every kind of bad config names the JSON path at fault", "[config]") {
        "/nodes/download/max_redirects: expected an integer >= 0, got -1"},
       {R"({"nodes":{"download":{"max_bytes":"64M"}}})", "/nodes/download/max_bytes",
        R"(/nodes/download/max_bytes: expected an integer >= 1, got "64M")"},
+      {R"({"nodes":{"download":{"retries":-1}}})", "/nodes/download/retries",
+       "/nodes/download/retries: expected an integer >= 0, got -1"},
+      {R"({"nodes":{"download":{"retries":101}}})", "/nodes/download/retries",
+       "/nodes/download/retries: expected an integer <= 100, got 101"},
+      {R"({"nodes":{"download":{"retries":1.5}}})", "/nodes/download/retries",
+       "/nodes/download/retries: expected an integer >= 0, got 1.5"},
+      {R"({"nodes":{"download":{"retries":true}}})", "/nodes/download/retries",
+       "/nodes/download/retries: expected an integer >= 0, got true"},
+      {R"({"nodes":{"download":{"backoff_s":0}}})", "/nodes/download/backoff_s",
+       "/nodes/download/backoff_s: expected a number > 0, got 0"},
+      {R"({"nodes":{"download":{"backoff_s":"1s"}}})", "/nodes/download/backoff_s",
+       R"(/nodes/download/backoff_s: expected a number > 0, got "1s")"},
+      {R"({"nodes":{"download":{"max_retry_wait_s":-2}}})", "/nodes/download/max_retry_wait_s",
+       "/nodes/download/max_retry_wait_s: expected a number > 0, got -2"},
+      {R"({"nodes":{"download":{"max_retry_wait_s":0.0}}})", "/nodes/download/max_retry_wait_s",
+       "/nodes/download/max_retry_wait_s: expected a number > 0, got 0.0"},
+      {R"({"nodes":{"download":{"max_retry_wait_s":1e8}}})", "/nodes/download/max_retry_wait_s",
+       "/nodes/download/max_retry_wait_s: expected a number <= 10000000.0, got 100000000.0"},
+      {R"({"nodes":{"download":{"rate_per_host":-0.5}}})", "/nodes/download/rate_per_host",
+       "/nodes/download/rate_per_host: expected a number >= 0, got -0.5"},
+      {R"({"nodes":{"download":{"rate_per_host":false}}})", "/nodes/download/rate_per_host",
+       "/nodes/download/rate_per_host: expected a number >= 0, got false"},
+      {R"({"nodes":{"download":{"rate_per_host":2000000}}})", "/nodes/download/rate_per_host",
+       "/nodes/download/rate_per_host: expected a number <= 1000000.0, got 2000000"},
+      {R"({"nodes":{"download":{"retry":3}}})", "/nodes/download/retry", "/nodes/download/retry: unknown key"},
+      {R"({"force":false})", "/force", "/force: unknown key"},
       {R"({"nodes":{"thumbnail":{"sizes":[]}}})", "/nodes/thumbnail/sizes",
        R"(/nodes/thumbnail/sizes: expected a non-empty array of sizes like ["128x128"], got [])"},
       {R"({"nodes":{"thumbnail":{"sizes":"128x128"}}})", "/nodes/thumbnail/sizes",
@@ -214,6 +249,10 @@ TEST_CASE("to_json gives the effective config in the file's shape, and parses ba
     CHECK(dumped.at("/nodes/thumbnail/sizes"_json_pointer) == json::array({"128x128"}));
     CHECK(dumped.at("/nodes/thumbnail/format"_json_pointer) == "same");
     CHECK(dumped.at("/max_in_flight"_json_pointer) == 64);
+    CHECK(dumped.at("/nodes/download/retries"_json_pointer) == 3);
+    CHECK(dumped.at("/nodes/download/backoff_s"_json_pointer) == 0.5);
+    CHECK(dumped.at("/nodes/download/max_retry_wait_s"_json_pointer) == 30.0);
+    CHECK(dumped.at("/nodes/download/rate_per_host"_json_pointer) == 0.0);
     CHECK(parse_config(dumped) == PipelineConfig{});
   }
   SECTION("every value changed") {
@@ -229,6 +268,10 @@ TEST_CASE("to_json gives the effective config in the file's shape, and parses ba
     c.download.stall_timeout_s = 4.75;
     c.download.max_bytes = 12345;
     c.download.max_redirects = 0;
+    c.download.retries = 0;
+    c.download.backoff_s = 0.125;
+    c.download.max_retry_wait_s = 2.5;
+    c.download.rate_per_host = 0.75;
     c.decode_concurrency = Concurrency(1);
     c.thumbnail.concurrency = Concurrency(3);
     c.thumbnail.sizes = {{100, 50}, {1920, 1080}};

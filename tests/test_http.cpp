@@ -1,5 +1,6 @@
 // HttpClient against the real nginx fixture (and, for misbehaviour nginx cannot produce on demand, a tiny
-// raw TCP server in this file: a body that stalls, a body of unknown length, a redirect to file://).
+// raw TCP server in this file: a body that stalls, a body of unknown length, a redirect to file://, a
+// scripted sequence of answers for retries: 500 then 200, 429/503 with Retry-After, a lying Content-Length).
 #include "pixflow/tasks/http.hpp"
 
 #include <arpa/inet.h>
@@ -8,10 +9,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -75,11 +79,15 @@ HttpResponse fetch(HttpClient& client, const std::string& url, std::vector<std::
   return c.get(0);
 }
 
-/// A loopback TCP server that answers every connection with a fixed raw reply, then keeps the connection
-/// open for `hold` (or until destroyed) before closing it. It records the last request's head.
+/// A loopback TCP server, one connection at a time, that answers connection i with the raw reply
+/// replies[i] (the last one for every later connection), then keeps the connection open for `hold` (or
+/// until destroyed) before closing it. It records the last request's head and counts requests.
 class RawServer {
  public:
-  RawServer(std::string reply, std::chrono::milliseconds hold) : reply_(std::move(reply)), hold_(hold) {
+  RawServer(std::string reply, std::chrono::milliseconds hold)
+      : RawServer(std::vector<std::string>{std::move(reply)}, hold) {}
+  RawServer(std::vector<std::string> replies, std::chrono::milliseconds hold)
+      : replies_(std::move(replies)), hold_(hold) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd_ < 0) throw std::runtime_error("socket failed");
     sockaddr_in addr{};
@@ -108,6 +116,8 @@ class RawServer {
     std::lock_guard lock(mutex_);
     return request_;
   }
+  /// Requests answered so far.
+  std::size_t requests() const { return served_.load(); }
 
  private:
   bool wait_readable(int fd, int ms) {
@@ -130,9 +140,11 @@ class RawServer {
         std::lock_guard lock(mutex_);
         request_ = head;
       }
+      const std::string& reply = replies_[std::min(served_.load(), replies_.size() - 1)];
+      ++served_;
       std::size_t sent = 0;
-      while (sent < reply_.size()) {
-        const ssize_t n = ::send(conn, reply_.data() + sent, reply_.size() - sent, MSG_NOSIGNAL);
+      while (sent < reply.size()) {
+        const ssize_t n = ::send(conn, reply.data() + sent, reply.size() - sent, MSG_NOSIGNAL);
         if (n <= 0) break;
         sent += static_cast<std::size_t>(n);
       }
@@ -142,7 +154,8 @@ class RawServer {
     }
   }
 
-  std::string reply_;
+  std::vector<std::string> replies_;
+  std::atomic<std::size_t> served_{0};
   std::chrono::milliseconds hold_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
@@ -163,6 +176,38 @@ std::uint16_t closed_port() {
   REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+/// A complete HTTP/1.1 reply that closes its connection.
+std::string reply(const std::string& status_line, const std::string& headers = "", const std::string& body = "") {
+  return "HTTP/1.1 " + status_line + "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n" + headers + "\r\n" + body;
+}
+
+/// Seconds since `start`.
+double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// An HTTP date (RFC 7231 IMF-fixdate) `seconds` from now.
+std::string http_date(int seconds) {
+  const std::time_t when = std::time(nullptr) + seconds;
+  std::tm tm{};
+  gmtime_r(&when, &tm);
+  char text[64];
+  const std::size_t n = std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(text, n);
+}
+
+/// Waits (up to 5 s) until `done()` holds.
+template <class Predicate>
+bool eventually(Predicate done) {
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
 }
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -213,6 +258,7 @@ TEST_CASE("HttpClient: statuses are reported, not errors", "[http]") {
   const std::string base = pixflow::test::server_url();
   HttpResponse missing = fetch(client, base + "/no/such/thing.jpg");
   CHECK(missing.status == 404);
+  CHECK(missing.attempts == 1);  // other 4xx are final: never retried
   CHECK(missing.error.empty());
   CHECK_FALSE(missing.ok());
   CHECK(missing.failure_reason() == "http 404");
@@ -292,11 +338,22 @@ TEST_CASE("HttpClient: only http and https URLs are opened", "[http]") {
 }
 
 TEST_CASE("HttpClient: connection refused", "[http]") {
-  HttpClient client;
-  HttpResponse r = fetch(client, "http://127.0.0.1:" + std::to_string(closed_port()) + "/x.jpg");
-  INFO(r.error);
-  CHECK(r.error.rfind("cannot connect", 0) == 0);
-  CHECK(r.status == 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/x.jpg";
+  SECTION("no retries") {
+    HttpClient client({.retries = 0});
+    HttpResponse r = fetch(client, url);
+    INFO(r.error);
+    CHECK(r.error.rfind("cannot connect", 0) == 0);
+    CHECK(r.status == 0);
+    CHECK(r.attempts == 1);
+  }
+  SECTION("a connect error is retried") {
+    HttpClient client({.retries = 2, .backoff_s = 0.01});
+    HttpResponse r = fetch(client, url);
+    INFO(r.error);
+    CHECK(r.error.rfind("cannot connect", 0) == 0);
+    CHECK(r.attempts == 3);
+  }
 }
 
 TEST_CASE("HttpClient: request headers and user agent are sent", "[http]") {
@@ -313,18 +370,27 @@ TEST_CASE("HttpClient: request headers and user agent are sent", "[http]") {
 
 TEST_CASE("HttpClient: timeouts", "[http]") {
   SECTION("the whole transfer takes longer than timeout_s") {
-    HttpClient client({.timeout_s = 0.5});
+    HttpClient client({.timeout_s = 0.5, .retries = 0});
     HttpResponse r = fetch(client, pixflow::test::server_url() + "/slow/aqua.jpg");  // ~2 s at 20 kB/s
     CHECK(r.error == "timed out");
+    CHECK(r.attempts == 1);
     CHECK(r.seconds < 1.5);
+  }
+  SECTION("a timed-out transfer is retried") {
+    HttpClient client({.timeout_s = 0.3, .retries = 1, .backoff_s = 0.01});
+    HttpResponse r = fetch(client, pixflow::test::server_url() + "/slow/aqua.jpg");
+    CHECK(r.error == "timed out");
+    CHECK(r.attempts == 2);
+    CHECK(r.seconds >= 0.6);  // both attempts, first start to last end
   }
   SECTION("a body that stops arriving") {
     // Headers, then silence. (curl averages the speed over a few seconds, so a burst of body bytes
     // before the silence would postpone the verdict by that window.)
     RawServer server("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: image/jpeg\r\n\r\n", 5000ms);
-    HttpClient client({.stall_timeout_s = 1});
+    HttpClient client({.stall_timeout_s = 1, .retries = 0});
     HttpResponse r = fetch(client, server.url("/stall"));
     CHECK(r.error == "stalled (no data for 1 s)");
+    CHECK(r.attempts == 1);
     CHECK(r.status == 200);
     CHECK(r.seconds < 4);
   }
@@ -500,8 +566,239 @@ TEST_CASE("HttpClient: destruction cancels running and queued transfers, each ca
 TEST_CASE("HttpClient: options are validated and kept", "[http]") {
   CHECK_THROWS_AS(HttpClient({.max_in_flight = 0}), std::invalid_argument);
   CHECK_THROWS_AS(HttpClient({.per_host = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(HttpClient({.retries = -1}), std::invalid_argument);
+  CHECK_THROWS_AS(HttpClient({.backoff_s = -0.5}), std::invalid_argument);
+  CHECK_THROWS_AS(HttpClient({.max_retry_wait_s = std::numeric_limits<double>::quiet_NaN()}), std::invalid_argument);
+  CHECK_THROWS_AS(HttpClient({.rate_per_host = -1}), std::invalid_argument);
+  CHECK_THROWS_AS(HttpClient({.rate_per_host = std::numeric_limits<double>::infinity()}), std::invalid_argument);
+  {
+    const HttpClient defaults;
+    CHECK(defaults.options().retries == 3);
+    CHECK(defaults.options().backoff_s == 0.5);
+    CHECK(defaults.options().max_retry_wait_s == 30);
+    CHECK(defaults.options().rate_per_host == 0);
+  }
   HttpClient client({.max_in_flight = 7, .per_host = 2, .timeout_s = 9});
   CHECK(client.options().max_in_flight == 7);
   CHECK(client.options().per_host == 2);
   CHECK(client.options().timeout_s == 9);
+}
+
+TEST_CASE("HttpClient retries: 500 twice, then 200", "[http]") {
+  RawServer server({reply("500 Internal Server Error", "", "oops"), reply("500 Internal Server Error", "", "oops"),
+                    reply("200 OK", "", "ok")},
+                   0ms);
+  HttpClient client({.retries = 3, .backoff_s = 0.01});
+  HttpResponse r = fetch(client, server.url("/flaky"));
+  INFO(r.failure_reason());
+  CHECK(r.ok());
+  CHECK(r.attempts == 3);
+  CHECK(std::string(r.body.begin(), r.body.end()) == "ok");  // the failed attempts' bodies are gone
+  CHECK(server.requests() == 3);
+  CHECK(client.in_flight() == 0);
+}
+
+TEST_CASE("HttpClient retries: 503 forever ends after retries, with the last status", "[http]") {
+  RawServer server(reply("503 Service Unavailable", "", "busy"), 0ms);
+  HttpClient client({.retries = 2, .backoff_s = 0.1});
+  const auto start = std::chrono::steady_clock::now();
+  HttpResponse r = fetch(client, server.url("/down"));
+  const double took = since(start);
+  CHECK(r.status == 503);
+  CHECK(r.error.empty());
+  CHECK(r.failure_reason() == "http 503");
+  CHECK(r.attempts == 3);
+  CHECK(server.requests() == 3);
+  CHECK(std::string(r.body.begin(), r.body.end()) == "busy");  // the last attempt's body
+  // Waits 0.1 then 0.2, each jittered into its upper half: at least 0.05 + 0.1 s in all.
+  CHECK(took >= 0.15);
+  CHECK(took < 10);
+}
+
+TEST_CASE("HttpClient retries: 429 and 503 honour Retry-After", "[http]") {
+  SECTION("429 with Retry-After in seconds, then 200") {
+    RawServer server({reply("429 Too Many Requests", "Retry-After: 1\r\n"), reply("200 OK", "", "ok")}, 0ms);
+    HttpClient client({.retries = 2, .backoff_s = 0.01});  // a backoff alone would retry at once
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse r = fetch(client, server.url("/limited"));
+    const double took = since(start);
+    INFO(r.failure_reason());
+    CHECK(r.ok());
+    CHECK(r.attempts == 2);
+    CHECK(took >= 0.95);
+    CHECK(took < 5);
+  }
+  SECTION("503 with Retry-After as an HTTP date, then 200") {
+    // Two seconds ahead at whole-second resolution: between 1 and 2 s from when the client reads it.
+    RawServer server({reply("503 Service Unavailable", "Retry-After: " + http_date(2) + "\r\n"), reply("200 OK", "", "ok")},
+                     0ms);
+    HttpClient client({.retries = 2, .backoff_s = 0.01});
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse r = fetch(client, server.url("/maintenance"));
+    const double took = since(start);
+    INFO(r.failure_reason());
+    CHECK(r.ok());
+    CHECK(r.attempts == 2);
+    CHECK(took >= 0.9);
+    CHECK(took < 5);
+  }
+  SECTION("a Retry-After beyond max_retry_wait_s waits only the cap, then retries") {
+    RawServer server({reply("503 Service Unavailable", "Retry-After: 3600\r\n"), reply("200 OK", "", "ok")}, 0ms);
+    HttpClient client({.retries = 1, .backoff_s = 0.01, .max_retry_wait_s = 0.3});
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse r = fetch(client, server.url("/later"));
+    const double took = since(start);
+    INFO(r.failure_reason());
+    CHECK(r.ok());
+    CHECK(r.attempts == 2);
+    CHECK(took >= 0.28);
+    CHECK(took < 5);
+  }
+}
+
+TEST_CASE("HttpClient retries: final failures are not retried", "[http]") {
+  HttpClient client({.max_redirects = 2, .retries = 3, .backoff_s = 0.01});
+  SECTION("4xx other than 429") {
+    RawServer server(reply("403 Forbidden"), 0ms);
+    HttpResponse r = fetch(client, server.url("/secret"));
+    CHECK(r.failure_reason() == "http 403");
+    CHECK(r.attempts == 1);
+    CHECK(server.requests() == 1);
+  }
+  SECTION("too many redirects") {
+    HttpResponse r = fetch(client, pixflow::test::server_url() + "/redirect-loop");
+    CHECK(r.error == "too many redirects");
+    CHECK(r.attempts == 1);
+  }
+  SECTION("too large") {
+    HttpClient small({.max_bytes = 1000, .retries = 3, .backoff_s = 0.01});
+    HttpResponse r = fetch(small, pixflow::test::server_url() + "/photos/aqua.jpg");
+    CHECK(r.error == "too large (> 1000 bytes)");
+    CHECK(r.attempts == 1);
+  }
+  SECTION("never opened: no attempt at all") {
+    HttpResponse r = fetch(client, "file:///etc/passwd");
+    CHECK(r.error == "unsupported scheme (file)");
+    CHECK(r.attempts == 0);
+    CHECK(fetch(client, "not a url").attempts == 0);
+  }
+}
+
+TEST_CASE("HttpClient retries: a Content-Length that lies is a truncated body, retried", "[http]") {
+  RawServer server("HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n" +
+                       std::string(100, 'x'),
+                   0ms);
+  HttpClient client({.retries = 2, .backoff_s = 0.01});
+  HttpResponse r = fetch(client, server.url("/short.jpg"));
+  CHECK(r.error == "truncated body");
+  CHECK(r.failure_reason() == "truncated body");
+  CHECK(r.status == 200);
+  CHECK_FALSE(r.ok());
+  CHECK(r.attempts == 3);
+  CHECK(server.requests() == 3);
+}
+
+TEST_CASE("HttpClient retries: a transfer waiting for its retry holds no slot", "[http]") {
+  RawServer server({reply("503 Service Unavailable", "Retry-After: 1\r\n"), reply("200 OK", "", "ok")}, 0ms);
+  HttpClient client({.max_in_flight = 1, .retries = 1});
+  Collector c;
+  std::mutex mutex;
+  std::map<std::size_t, double> finished_at;
+  const auto start = std::chrono::steady_clock::now();
+  const auto record = [&](std::size_t i) {
+    return [&, i, cb = c.callback(i)](HttpResponse r) {
+      {
+        std::lock_guard lock(mutex);
+        finished_at[i] = since(start);
+      }
+      cb(std::move(r));
+    };
+  };
+  client.submit({server.url("/busy"), {}}, record(0));
+  client.submit({pixflow::test::server_url() + "/photos/tiny.jpg", {}}, record(1));
+  REQUIRE(c.wait_for(2));
+  INFO(c.get(0).failure_reason() << " / " << c.get(1).failure_reason());
+  CHECK(c.get(0).ok());
+  CHECK(c.get(0).attempts == 2);
+  CHECK(c.get(1).ok());
+  CHECK(c.get(1).attempts == 1);
+  std::lock_guard lock(mutex);
+  CHECK(finished_at.at(1) < finished_at.at(0));  // the good one ran during the wait
+  CHECK(finished_at.at(1) < 0.9);
+  CHECK(finished_at.at(0) >= 0.95);
+  CHECK(client.peak_in_flight() == 1);
+}
+
+TEST_CASE("HttpClient: rate_per_host spaces the starts to one host, not to others", "[http]") {
+  HttpClient client({.max_in_flight = 16, .rate_per_host = 5});
+  Collector c;
+  std::mutex mutex;
+  std::map<std::size_t, double> finished_at;
+  const std::string base = pixflow::test::server_url();  // http://127.0.0.1:PORT
+  const std::string other = "http://localhost:" + base.substr(base.rfind(':') + 1);
+  const auto start = std::chrono::steady_clock::now();
+  constexpr std::size_t kSlowed = 10;
+  constexpr std::size_t kOther = 2;
+  for (std::size_t i = 0; i < kSlowed + kOther; ++i) {
+    client.submit({(i < kSlowed ? base : other) + "/photos/tiny.jpg", {}}, [&, i, cb = c.callback(i)](HttpResponse r) {
+      {
+        std::lock_guard lock(mutex);
+        finished_at[i] = since(start);
+      }
+      cb(std::move(r));
+    });
+  }
+  REQUIRE(c.wait_for(kSlowed + kOther));
+  double slowed_last = 0;
+  double other_last = 0;
+  {
+    std::lock_guard lock(mutex);
+    for (const auto& [i, t] : finished_at) {
+      double& last = i < kSlowed ? slowed_last : other_last;
+      last = std::max(last, t);
+    }
+  }
+  for (std::size_t i = 0; i < kSlowed + kOther; ++i) {
+    INFO(i << ": " << c.get(i).failure_reason());
+    CHECK(c.get(i).ok());
+  }
+  // 10 starts 0.2 s apart: the last one at least 1.8 s after the first.
+  CHECK(slowed_last >= 1.75);
+  CHECK(slowed_last < 10);
+  // The other host's two starts (0 and 0.2 s) did not queue behind the first host's.
+  CHECK(other_last < 1.2);
+}
+
+TEST_CASE("HttpClient retries: cancelling a transfer that waits for its retry", "[http]") {
+  RawServer server(reply("503 Service Unavailable", "Retry-After: 20\r\n"), 0ms);
+  const auto start = std::chrono::steady_clock::now();
+  SECTION("cancel_all") {
+    HttpClient client({.retries = 3});
+    Collector c;
+    client.submit({server.url("/wait"), {}}, c.callback(0));
+    REQUIRE(eventually([&] { return server.requests() == 1 && client.in_flight() == 0; }));
+    std::this_thread::sleep_for(50ms);  // well inside the 20 s wait
+    client.cancel_all();                // returns once the callback has run
+    REQUIRE(c.calls().size() == 1);
+    HttpResponse r = c.get(0);
+    CHECK(r.error == "cancelled");
+    CHECK(r.attempts == 1);
+    CHECK(r.status == 503);  // the last answer before the wait
+    CHECK(since(start) < 5);
+    CHECK(fetch(client, pixflow::test::server_url() + "/photos/tiny.jpg").ok());  // the client still works
+    CHECK(server.requests() == 1);
+  }
+  SECTION("destruction") {
+    Collector c;
+    {
+      HttpClient client({.retries = 3});
+      client.submit({server.url("/wait"), {}}, c.callback(0));
+      REQUIRE(eventually([&] { return server.requests() == 1 && client.in_flight() == 0; }));
+      std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE(c.calls().size() == 1);
+    CHECK(c.get(0).error == "cancelled");
+    CHECK(c.get(0).attempts == 1);
+    CHECK(since(start) < 5);
+  }
 }

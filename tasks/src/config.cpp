@@ -1,6 +1,7 @@
 #include "pixflow/tasks/config.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -61,14 +62,19 @@ std::uint64_t read_integer(const json& value, const pointer& at, std::int64_t mi
   fail_got(at, expected, value);
 }
 
-/// A number of seconds (integer or float, not boolean): finite, >= 0 (> 0 unless `zero_allowed`), <= kMaxSeconds.
-double read_seconds(const json& value, const pointer& at, bool zero_allowed) {
+/// A number (integer or float, not boolean): finite, >= 0 (> 0 unless `zero_allowed`), <= max.
+double read_number(const json& value, const pointer& at, bool zero_allowed, double max) {
   const std::string expected = zero_allowed ? "a number >= 0" : "a number > 0";
   if (!value.is_number()) fail_got(at, expected, value);
   const double n = value.get<double>();
   if (!std::isfinite(n) || n < 0 || (!zero_allowed && n == 0)) fail_got(at, expected, value);
-  if (n > kMaxSeconds) fail_got(at, "a number <= " + json(kMaxSeconds).dump(), value);
+  if (n > max) fail_got(at, "a number <= " + json(max).dump(), value);
   return n;
+}
+
+/// A number of seconds: see read_number, at most kMaxSeconds.
+double read_seconds(const json& value, const pointer& at, bool zero_allowed) {
+  return read_number(value, at, zero_allowed, kMaxSeconds);
 }
 
 /// An integer >= 1 or "unlimited".
@@ -144,6 +150,10 @@ void read_download(const json& value, const pointer& at, DownloadConfig& out) {
     {"max_redirects", [&](const json& v, const pointer& p) {
        out.max_redirects = static_cast<long>(read_integer(v, p, 0, static_cast<std::uint64_t>(kMaxRedirects)));
      }},
+    {"retries", [&](const json& v, const pointer& p) { out.retries = read_int(v, p, 0, kMaxRetries); }},
+    {"backoff_s", [&](const json& v, const pointer& p) { out.backoff_s = read_seconds(v, p, false); }},
+    {"max_retry_wait_s", [&](const json& v, const pointer& p) { out.max_retry_wait_s = read_seconds(v, p, false); }},
+    {"rate_per_host", [&](const json& v, const pointer& p) { out.rate_per_host = read_number(v, p, true, kMaxRatePerHost); }},
   });
 }
 
@@ -224,7 +234,11 @@ PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig def
   if (std::filesystem::is_directory(file, ec)) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(EISDIR));
   std::ifstream in(file, std::ios::binary);
   if (!in) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(errno));
-  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  // A plain read loop (istreambuf_iterator trips GCC 12's -Wnull-dereference at -O2).
+  std::string text;
+  std::array<char, 1 << 16> chunk{};
+  while (in.read(chunk.data(), chunk.size()) || in.gcount() > 0)
+    text.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
   if (in.bad()) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(errno));
 
   json document;
@@ -261,7 +275,11 @@ json to_json(const PipelineConfig& c) {
           {"timeout_s", d.timeout_s},
           {"stall_timeout_s", d.stall_timeout_s},
           {"max_bytes", d.max_bytes},
-          {"max_redirects", d.max_redirects}}},
+          {"max_redirects", d.max_redirects},
+          {"retries", d.retries},
+          {"backoff_s", d.backoff_s},
+          {"max_retry_wait_s", d.max_retry_wait_s},
+          {"rate_per_host", d.rate_per_host}}},
         {"decode", {{"concurrency", concurrency_json(c.decode_concurrency)}}},
         {"thumbnail",
          {{"concurrency", concurrency_json(t.concurrency)},

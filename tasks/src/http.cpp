@@ -2,25 +2,36 @@
 // threads hand requests over through a mutex-protected queue and wake the loop with curl_multi_wakeup.
 //
 // Everything below "loop-thread state" is touched only by the loop thread. Requests wait in our own
-// per-host queues (served round-robin) until a slot is free under both max_in_flight and per_host, so
-// curl never queues a transfer internally and CURLOPT_TIMEOUT counts from the real start.
+// per-host queues (served round-robin) until a slot is free under both max_in_flight and per_host (and,
+// with rate_per_host, until the host's next start time), so curl never queues a transfer internally and
+// CURLOPT_TIMEOUT counts from the real start.
+//
+// A failed attempt that may pass is retried: its transfer gives its slot back and waits in a timer list
+// (ordered by due time) until it is due, then goes back into its host queue in submission order. The loop
+// never sleeps longer than the time to the next due timer or rate-limited start (curl_multi_poll's timeout).
 #include "pixflow/tasks/http.hpp"
 
 #include <curl/curl.h>
+#include <curl/header.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <ctime>
 #include <deque>
 #include <exception>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
@@ -50,6 +61,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kCancelled = "cancelled";
 constexpr std::size_t kMaxReserve = std::size_t{64} << 20;  // never trust a Content-Length beyond this for reserve()
+constexpr double kMaxWaitSeconds = 1e7;  // any computed wait (retry, rate spacing) is clamped to this (~115 days)
+constexpr std::size_t kHostSweepMin = 64;  // idle host entries kept before a sweep (rate limiting keeps some)
 
 std::string to_lower(std::string_view s) {
   std::string out(s);
@@ -112,6 +125,67 @@ long stall_seconds(double stall_timeout_s) {
   return std::max(1L, static_cast<long>(std::ceil(stall_timeout_s)));
 }
 
+Clock::duration to_duration(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(std::clamp(seconds, 0.0, kMaxWaitSeconds)));
+}
+
+std::string_view trim(std::string_view v) {
+  const auto first = v.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return {};
+  const auto last = v.find_last_not_of(" \t");
+  return v.substr(first, last - first + 1);
+}
+
+/// Seconds to wait from a Retry-After value: delta seconds ("120") or an HTTP date (a date in the past
+/// gives 0). nullopt when absent or unreadable.
+std::optional<double> parse_retry_after(std::string_view value) {
+  value = trim(value);
+  if (value.empty()) return std::nullopt;
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec == std::errc::result_out_of_range) return kMaxWaitSeconds;
+    if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+    return std::min(static_cast<double>(n), kMaxWaitSeconds);
+  }
+  const std::string text(value);
+  const std::time_t when = curl_getdate(text.c_str(), nullptr);
+  if (when == -1) return std::nullopt;
+  return std::clamp(std::difftime(when, std::time(nullptr)), 0.0, kMaxWaitSeconds);
+}
+
+/// The last response's Retry-After (after redirects), as seconds to wait.
+std::optional<double> retry_after(CURL* e) {
+  curl_header* h = nullptr;
+  if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || h == nullptr || h->value == nullptr)
+    return std::nullopt;
+  return parse_retry_after(h->value);
+}
+
+/// Failures that may pass on a later attempt: connecting, timeouts and stalls, bodies cut short, resets.
+/// (Too large, too many redirects, bad schemes, write/memory errors and the like are final.)
+bool transient(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_QUIC_CONNECT_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
 long to_millis(double seconds) {
   if (!(seconds > 0)) return 0;
   const double ms = std::ceil(seconds * 1000.0);
@@ -132,8 +206,19 @@ struct Transfer {
   bool too_large = false;
   bool out_of_memory = false;
   bool counted = false;  // holds one of its host's running slots
-  Clock::time_point started{};
+  int attempts = 0;      // attempts started
+  long last_status = 0;  // status of the last completed attempt, for a retry cancelled while it waits
+  Clock::time_point first_started{};
+  Clock::time_point started{};  // of the current attempt
   std::array<char, CURL_ERROR_SIZE> errbuf{};
+
+  /// Forgets the failed attempt's body and flags before the next one.
+  void reset_attempt() {
+    body = {};
+    too_large = false;
+    out_of_memory = false;
+    errbuf[0] = '\0';
+  }
 };
 
 /// CURLOPT_WRITEFUNCTION: append to the body, refusing to grow past max_bytes (returning less than given
@@ -165,7 +250,11 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
 }  // namespace
 
 struct HttpClient::Impl {
-  explicit Impl(HttpOptions o) : options(std::move(o)), stall_s(stall_seconds(options.stall_timeout_s)) {}
+  explicit Impl(HttpOptions o)
+      : options(std::move(o)),
+        stall_s(stall_seconds(options.stall_timeout_s)),
+        rate_interval(options.rate_per_host > 0 ? to_duration(1.0 / options.rate_per_host) : Clock::duration::zero()),
+        rng(std::random_device{}()) {}
   ~Impl() {
     if (multi != nullptr) curl_multi_cleanup(multi);
   }
@@ -174,6 +263,7 @@ struct HttpClient::Impl {
 
   const HttpOptions options;
   const long stall_s;
+  const Clock::duration rate_interval;  // minimum spacing of starts to one host; zero: unlimited
   CURLM* multi = nullptr;
   std::thread loop;
   std::atomic<std::size_t> in_flight{0};
@@ -191,13 +281,18 @@ struct HttpClient::Impl {
 
   // ---- loop-thread state ----
   struct Host {
-    std::deque<std::unique_ptr<Transfer>> waiting;
+    std::deque<std::unique_ptr<Transfer>> waiting;  // in seq order (retries go back in their place)
     std::size_t running = 0;
     bool in_ring = false;
+    Clock::time_point next_start{};  // rate limit: no start before this
   };
   std::unordered_map<std::string, Host> hosts;
   std::deque<std::string> ring;  // hosts with waiting transfers, served round-robin
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> running;
+  std::multimap<Clock::time_point, std::unique_ptr<Transfer>> retrying;  // waiting for their retry time
+  Clock::time_point rate_wake = Clock::time_point::max();  // earliest start a rate limit held back
+  std::size_t host_sweep_at = kHostSweepMin;
+  std::mt19937_64 rng;
   std::vector<CURL*> pool;  // idle easy handles, reset before reuse
   std::vector<std::pair<Callback, HttpResponse>> done;  // completed, callbacks not yet run
   std::uint64_t cancel_applied = 0;
@@ -206,10 +301,18 @@ struct HttpClient::Impl {
 
   void run();
   void admit(std::unique_ptr<Transfer> t);
+  void enqueue(std::unique_ptr<Transfer> t);
+  void fire_timers();
+  [[nodiscard]] int poll_timeout_ms() const;
+  [[nodiscard]] bool idle(const Host& h, Clock::time_point now) const {
+    return h.running == 0 && h.waiting.empty() && !h.in_ring && h.next_start <= now;
+  }
+  void sweep_hosts();
+  std::optional<Clock::duration> retry_wait(CURLcode code, const Transfer& t, long status);
   void start_ready();
   bool start(std::unique_ptr<Transfer>& t);
   bool configure(CURL* e, Transfer& t);
-  void collect_finished();
+  bool collect_finished();
   void cancel_before(std::uint64_t limit);
   void release(Transfer& t);
   void finish(Transfer& t, std::string error);
@@ -242,13 +345,14 @@ void HttpClient::Impl::run() {
 
     const bool cancelling = cancel_to > cancel_applied;
     if (cancelling) cancel_before(cancel_to);
+    fire_timers();
     start_ready();
 
     int still_running = 0;
     curl_multi_perform(multi, &still_running);
-    collect_finished();
+    const bool freed = collect_finished();  // a slot came free (a completion or a retry now waiting)
 
-    const bool completed = !done.empty();
+    const bool completed = freed || !done.empty();
     run_callbacks();
     if (cancelling) {
       cancel_applied = cancel_to;
@@ -260,9 +364,54 @@ void HttpClient::Impl::run() {
     }
     // A completion may have freed a slot, and its callback may have submitted more: go round at once.
     if (completed) continue;
-    curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+    curl_multi_poll(multi, nullptr, 0, poll_timeout_ms(), nullptr);
   }
   shutdown();
+}
+
+int HttpClient::Impl::poll_timeout_ms() const {
+  const Clock::time_point now = Clock::now();
+  Clock::time_point wake = now + std::chrono::seconds(1);
+  if (!retrying.empty()) wake = std::min(wake, retrying.begin()->first);
+  wake = std::min(wake, rate_wake);
+  if (wake <= now) return 0;
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wake - now).count());
+}
+
+void HttpClient::Impl::fire_timers() {
+  const Clock::time_point now = Clock::now();
+  while (!retrying.empty() && retrying.begin()->first <= now) {
+    std::unique_ptr<Transfer> t = std::move(retrying.begin()->second);
+    retrying.erase(retrying.begin());
+    enqueue(std::move(t));
+  }
+}
+
+void HttpClient::Impl::sweep_hosts() {
+  const Clock::time_point now = Clock::now();
+  for (auto it = hosts.begin(); it != hosts.end();) {
+    if (idle(it->second, now))
+      it = hosts.erase(it);
+    else
+      ++it;
+  }
+  host_sweep_at = std::max(kHostSweepMin, 2 * hosts.size());
+}
+
+std::optional<Clock::duration> HttpClient::Impl::retry_wait(CURLcode code, const Transfer& t, long status) {
+  if (t.attempts > options.retries) return std::nullopt;
+  const bool retry_status = (status >= 500 && status < 600) || status == 429;  // the last response's (0: none)
+  if (!transient(code) && !(code == CURLE_OK && retry_status)) return std::nullopt;
+  const double cap = options.max_retry_wait_s;
+  if (status == 429 || status == 503) {
+    // Retry-After is honoured up to the cap; beyond it we still wait only the cap, then try again.
+    if (const auto after = retry_after(t.easy)) return to_duration(std::min(*after, cap));
+  }
+  // Exponential backoff with equal jitter: a random point in the upper half of backoff_s * 2^(n-1).
+  const int exponent = std::min(t.attempts - 1, 1000);
+  const double base = std::min(cap, options.backoff_s * std::pow(2.0, exponent));
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return to_duration(base * jitter(rng));
 }
 
 void HttpClient::Impl::admit(std::unique_ptr<Transfer> t) {
@@ -272,16 +421,29 @@ void HttpClient::Impl::admit(std::unique_ptr<Transfer> t) {
     return;
   }
   t->host_key = std::move(check.host_key);
+  enqueue(std::move(t));
+}
+
+void HttpClient::Impl::enqueue(std::unique_ptr<Transfer> t) {
   Host& h = hosts[t->host_key];
   if (!h.in_ring) {
     h.in_ring = true;
     ring.push_back(t->host_key);
   }
-  h.waiting.push_back(std::move(t));
+  if (h.waiting.empty() || h.waiting.back()->seq < t->seq) {
+    h.waiting.push_back(std::move(t));
+    return;
+  }
+  // A retry coming back: to its place in submission order (cancel_before relies on that order).
+  const auto pos = std::upper_bound(h.waiting.begin(), h.waiting.end(), t->seq,
+                                    [](std::uint64_t seq, const std::unique_ptr<Transfer>& w) { return seq < w->seq; });
+  h.waiting.insert(pos, std::move(t));
 }
 
 void HttpClient::Impl::start_ready() {
-  std::size_t blocked = 0;  // consecutive hosts seen at their per_host cap
+  const Clock::time_point now = Clock::now();
+  rate_wake = Clock::time_point::max();
+  std::size_t blocked = 0;  // consecutive hosts seen at their per_host cap or held back by their rate
   while (running.size() < options.max_in_flight && !ring.empty()) {
     std::string key = std::move(ring.front());
     ring.pop_front();
@@ -289,15 +451,18 @@ void HttpClient::Impl::start_ready() {
     Host& h = it->second;
     if (h.waiting.empty()) {
       h.in_ring = false;
-      if (h.running == 0) hosts.erase(it);
+      if (idle(h, now)) hosts.erase(it);
       continue;
     }
-    if (h.running >= options.per_host) {
+    const bool at_cap = h.running >= options.per_host;
+    if (at_cap || now < h.next_start) {
+      if (!at_cap) rate_wake = std::min(rate_wake, h.next_start);  // a completion wakes a host at its cap
       ring.push_back(std::move(key));
       if (++blocked >= ring.size()) break;  // a whole round without a free host
       continue;
     }
     blocked = 0;
+    if (rate_interval > Clock::duration::zero()) h.next_start = std::max(now, h.next_start) + rate_interval;
     std::unique_ptr<Transfer> t = std::move(h.waiting.front());
     h.waiting.pop_front();
     ++h.running;
@@ -308,6 +473,7 @@ void HttpClient::Impl::start_ready() {
       ring.push_back(std::move(key));
     if (!start(t)) release(*t);  // finished with an error already
   }
+  if (hosts.size() >= host_sweep_at) sweep_hosts();
   update_in_flight();
 }
 
@@ -325,6 +491,7 @@ bool HttpClient::Impl::start(std::unique_ptr<Transfer>& t) {
   }
   t->easy = e;
   t->started = Clock::now();
+  if (t->attempts++ == 0) t->first_started = t->started;
   if (!configure(e, *t)) return false;
   const CURLMcode mc = curl_multi_add_handle(multi, e);
   if (mc != CURLM_OK) {
@@ -378,7 +545,8 @@ bool HttpClient::Impl::configure(CURL* e, Transfer& t) {
   return true;
 }
 
-void HttpClient::Impl::collect_finished() {
+bool HttpClient::Impl::collect_finished() {
+  bool any = false;
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
     if (msg->msg != CURLMSG_DONE) continue;
@@ -389,6 +557,7 @@ void HttpClient::Impl::collect_finished() {
     std::unique_ptr<Transfer> t = std::move(it->second);
     running.erase(it);
     curl_multi_remove_handle(multi, e);
+    any = true;
 
     HttpResponse r;
     r.url = t->request.url;
@@ -402,12 +571,22 @@ void HttpClient::Impl::collect_finished() {
     char* type = nullptr;
     if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK) r.content_type = media_type(type);
     r.error = describe(code, *t, r.status);
+    if (const auto wait = retry_wait(code, *t, r.status)) {
+      // Give the slot back and wait off the loop's critical path; the failed attempt's body is dropped.
+      t->last_status = r.status;
+      release(*t);
+      t->reset_attempt();
+      retrying.emplace(Clock::now() + *wait, std::move(t));
+      continue;
+    }
     r.body = std::move(t->body);
-    r.seconds = std::chrono::duration<double>(Clock::now() - t->started).count();
+    r.attempts = t->attempts;
+    r.seconds = std::chrono::duration<double>(Clock::now() - t->first_started).count();
     done.emplace_back(std::move(t->on_done), std::move(r));
     release(*t);
   }
   update_in_flight();
+  return any;
 }
 
 std::string HttpClient::Impl::describe(CURLcode code, const Transfer& t, long status) const {
@@ -432,6 +611,11 @@ std::string HttpClient::Impl::describe(CURLcode code, const Transfer& t, long st
     }
     case CURLE_TOO_MANY_REDIRECTS:
       return "too many redirects";
+    case CURLE_PARTIAL_FILE:  // the connection closed before Content-Length (or the last chunk) arrived
+      return "truncated body";
+    case CURLE_RECV_ERROR:    // reset while receiving: after the status line, the body is cut short
+      if (status != 0) return "truncated body";
+      return curl_message;
     case CURLE_UNSUPPORTED_PROTOCOL: {
       // A redirect to a scheme outside CURLOPT_REDIR_PROTOCOLS_STR; curl names it in quotes.
       const auto open = curl_message.find('"');
@@ -471,6 +655,14 @@ void HttpClient::Impl::cancel_before(std::uint64_t limit) {
       finish(*h.waiting.front(), std::string(kCancelled));
       h.waiting.pop_front();
     }
+  for (auto it = retrying.begin(); it != retrying.end();) {
+    if (it->second->seq < limit) {
+      finish(*it->second, std::string(kCancelled));
+      it = retrying.erase(it);
+    } else {
+      ++it;
+    }
+  }
   update_in_flight();  // emptied hosts leave the ring (and the map) in start_ready
 }
 
@@ -491,7 +683,7 @@ void HttpClient::Impl::release(Transfer& t) {
     if (it != hosts.end()) {
       Host& h = it->second;
       --h.running;
-      if (h.running == 0 && h.waiting.empty() && !h.in_ring) hosts.erase(it);
+      if (idle(h, Clock::now())) hosts.erase(it);
     }
   }
 }
@@ -500,10 +692,11 @@ void HttpClient::Impl::finish(Transfer& t, std::string error) {
   HttpResponse r;
   r.url = t.request.url;
   r.effective_url = t.request.url;
+  r.status = t.last_status;
   r.error = std::move(error);
   r.body = std::move(t.body);
-  if (t.started != Clock::time_point{})
-    r.seconds = std::chrono::duration<double>(Clock::now() - t.started).count();
+  r.attempts = t.attempts;
+  if (t.attempts > 0) r.seconds = std::chrono::duration<double>(Clock::now() - t.first_started).count();
   done.emplace_back(std::move(t.on_done), std::move(r));
 }
 
@@ -547,11 +740,19 @@ void HttpClient::Impl::shutdown() {
   pool.clear();
   hosts.clear();
   ring.clear();
+  retrying.clear();
 }
 
 HttpClient::HttpClient(HttpOptions options) {
   if (options.max_in_flight == 0) throw std::invalid_argument("HttpOptions::max_in_flight must be at least 1");
   if (options.per_host == 0) throw std::invalid_argument("HttpOptions::per_host must be at least 1");
+  if (options.retries < 0) throw std::invalid_argument("HttpOptions::retries must be >= 0");
+  const auto check_seconds = [](double v, const char* name) {
+    if (!std::isfinite(v) || v < 0) throw std::invalid_argument(std::string("HttpOptions::") + name + " must be a finite number >= 0");
+  };
+  check_seconds(options.backoff_s, "backoff_s");
+  check_seconds(options.max_retry_wait_s, "max_retry_wait_s");
+  check_seconds(options.rate_per_host, "rate_per_host");
   ensure_curl_initialized();
   impl_ = std::make_unique<Impl>(std::move(options));
   impl_->multi = curl_multi_init();
@@ -593,6 +794,7 @@ void HttpClient::submit(HttpRequest request, Callback on_done) {
     r.url = t->request.url;
     r.effective_url = t->request.url;
     r.error = std::string(kCancelled);
+    r.attempts = 0;
     if (t->on_done) t->on_done(std::move(r));
     return;
   }

@@ -8,7 +8,8 @@
 /// {"threads": 0, "max_in_flight": 64, "timeout_s": 0,
 ///  "nodes": {"fetch":     {"concurrency": 2},
 ///            "download":  {"concurrency": 32, "per_host": 16, "connect_timeout_s": 10, "timeout_s": 120,
-///                          "stall_timeout_s": 30, "max_bytes": 67108864, "max_redirects": 5},
+///                          "stall_timeout_s": 30, "max_bytes": 67108864, "max_redirects": 5,
+///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0},
 ///            "decode":    {"concurrency": "unlimited"},
 ///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
 ///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3},
@@ -47,6 +48,11 @@ struct DownloadConfig {
   double stall_timeout_s = 30;           ///< abort a body that makes no progress for this long, > 0
   std::size_t max_bytes = 64u << 20;     ///< body size cap, enforced while receiving, >= 1
   long max_redirects = 5;                ///< redirects followed, 0..100 (0: none)
+  int retries = 3;                       ///< extra attempts after a failure that may pass (connect, timeout,
+                                         ///< stall, truncated body, 5xx, 429), 0..100 (0: none)
+  double backoff_s = 0.5;                ///< first retry's backoff, doubled per retry, jittered, > 0
+  double max_retry_wait_s = 30;          ///< cap on any one wait (backoff or Retry-After), > 0
+  double rate_per_host = 0;              ///< request starts per second to one host, >= 0 (0: unlimited)
   friend bool operator==(const DownloadConfig&, const DownloadConfig&) = default;
 };
 
@@ -81,6 +87,8 @@ inline constexpr std::size_t kMaxInFlight = 1'000'000;
 inline constexpr double kMaxSeconds = 10'000'000;               ///< any *_s value
 inline constexpr std::size_t kMaxBytes = std::size_t{1} << 40;  ///< 1 TiB
 inline constexpr long kMaxRedirects = 100;
+inline constexpr int kMaxRetries = 100;
+inline constexpr double kMaxRatePerHost = 1'000'000;           ///< requests per second
 inline constexpr int kMaxThumbnailSide = 65535;
 
 /// A config error. `path()` is the JSON pointer at fault ("/nodes/download/concurency"; "" for the

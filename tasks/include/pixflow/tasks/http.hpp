@@ -8,15 +8,23 @@
 /// really starts. This is what the engine's download stage wraps in a `tbb::flow::async_node` (DESIGN.md
 /// facts 1 and 7): TBB workers never block on the network.
 ///
+/// Failed attempts are retried (`retries` times) when the failure may pass: connect errors, timeouts,
+/// stalled or truncated bodies, 5xx and 429. The wait before retry n is `backoff_s * 2^(n-1)` with equal
+/// jitter (a random point in its upper half), capped at `max_retry_wait_s`; a 429 or 503 with a
+/// `Retry-After` (seconds or an HTTP date) waits that long instead, also capped: a longer Retry-After
+/// still waits only the cap, then retries. A waiting retry holds no transfer slot and does not block the
+/// loop thread. `rate_per_host` spaces the starts of requests (retries included) to one host.
+///
 /// @code
 /// using namespace pixflow::tasks;
-/// HttpClient http({.max_in_flight = 8, .timeout_s = 30});
+/// HttpClient http({.max_in_flight = 8, .timeout_s = 30, .retries = 3, .rate_per_host = 5});
 /// std::promise<HttpResponse> done;
 /// http.submit({"https://i.imgur.com/abc.jpg", {"Accept: image/*"}},
 ///             [&](HttpResponse r) { done.set_value(std::move(r)); });     // runs on the loop thread
 /// HttpResponse r = done.get_future().get();
 /// if (r.ok()) use(r.body, r.content_type);
-/// else std::cerr << r.url << ": " << r.failure_reason() << '\n';          // "http 404", "timed out"
+/// else std::cerr << r.url << ": " << r.failure_reason()                 // "http 404", "timed out"
+///                << " after " << r.attempts << " attempts\n";
 /// @endcode
 #include <cstddef>
 #include <cstdint>
@@ -37,6 +45,10 @@ struct HttpOptions {
   std::size_t max_bytes = 64u << 20;   ///< body size cap, checked on Content-Length and while streaming (0: none)
   long max_redirects = 5;              ///< redirects followed before "too many redirects"
   std::string user_agent = "pixflow/0.1";
+  int retries = 3;                     ///< extra attempts after the first for a failure that may pass (>= 0)
+  double backoff_s = 0.5;              ///< first retry's backoff; doubles per retry, jittered (>= 0)
+  double max_retry_wait_s = 30;        ///< cap on any one wait, backoff or Retry-After (>= 0)
+  double rate_per_host = 0;            ///< request starts per second to one host:port (retries too); 0: unlimited
 };
 
 /// One GET. `headers` are sent as given, each "Name: value".
@@ -53,10 +65,15 @@ struct HttpResponse {
   std::vector<std::uint8_t> body;      ///< the (decoded) body; partial or empty on failure
   std::string content_type;            ///< lower-case, without parameters ("image/jpeg"); "" when absent
   /// Empty when the transfer completed (whatever the status); else "timed out",
-  /// "stalled (no data for 30 s)", "too large (> 67108864 bytes)", "too many redirects",
+  /// "stalled (no data for 30 s)", "truncated body", "too large (> 67108864 bytes)", "too many redirects",
   /// "unsupported scheme (file)", "invalid url", "cannot connect: ...", "cancelled", or curl's message.
+  /// After retries: the last attempt's (status too).
   std::string error;
-  double seconds = 0;                  ///< time from the transfer's start to its end (queue time excluded)
+  /// Time from the first attempt's start to the end (initial queue time excluded; retry waits included).
+  double seconds = 0;
+  /// Attempts started: 1 + retries made. 0 when none ever started (invalid url, unsupported scheme,
+  /// cancelled while queued).
+  int attempts = 1;
 
   /// error.empty() && 200 <= status < 300.
   [[nodiscard]] bool ok() const;
@@ -74,10 +91,11 @@ class HttpClient {
   using Callback = std::function<void(HttpResponse)>;
 
   /// Starts the loop thread. Throws std::runtime_error when libcurl cannot be set up,
-  /// std::invalid_argument when max_in_flight or per_host is 0.
+  /// std::invalid_argument when max_in_flight or per_host is 0, or retries, backoff_s, max_retry_wait_s or
+  /// rate_per_host is negative (or not finite).
   explicit HttpClient(HttpOptions options = {});
-  /// Cancels queued and running transfers (each pending callback runs with error "cancelled", on the loop
-  /// thread), then joins the loop thread. Must not be called from a callback.
+  /// Cancels queued, running and retry-waiting transfers (each pending callback runs with error
+  /// "cancelled", on the loop thread), then joins the loop thread. Must not be called from a callback.
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -85,11 +103,12 @@ class HttpClient {
   /// Queues a GET; thread-safe, never blocks on the network. A malformed URL completes with "invalid url",
   /// a scheme other than http/https with "unsupported scheme (<scheme>)", neither ever opened.
   void submit(HttpRequest request, Callback on_done);
-  /// Completes everything submitted before this call and not yet done with "cancelled"; later submits
+  /// Completes everything submitted before this call and not yet done (queued, running or waiting for a
+  /// retry) with "cancelled"; later submits
   /// work as usual. From another thread it returns once those callbacks have run; from a callback (the
   /// loop thread) it returns at once and they run right after the current callback batch.
   void cancel_all();
-  /// Transfers running now (started and not yet completed).
+  /// Transfers running now (started and not yet completed; a retry waiting for its time is not running).
   [[nodiscard]] std::size_t in_flight() const;
   /// The highest in_flight() seen so far; never above options().max_in_flight.
   [[nodiscard]] std::size_t peak_in_flight() const;
