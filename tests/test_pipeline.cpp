@@ -1,0 +1,574 @@
+// End-to-end tests of pixflow/tasks/pipeline.hpp: run_pipeline against the real nginx fixture (gallery
+// listing, URL lists, slow routes), a real folder of photos, real OpenCV decoding of what was written.
+// What a gallery run must end with comes from the fixture's own $PIXFLOW_SERVER_DIR/expected.json.
+#include <catch2/catch.hpp>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pixflow/tasks/pipeline.hpp"
+#include "pixflow/tasks/report.hpp"
+#include "support.hpp"
+
+using namespace pixflow::tasks;
+namespace fs = std::filesystem;
+using pixflow::test::photo;
+using pixflow::test::read_bytes;
+using pixflow::test::server_url;
+using pixflow::test::TempDir;
+
+namespace {
+
+/// The running fixture's state folder (server_url() first, so a fixture that is not up fails clearly).
+fs::path server_dir() {
+  (void)server_url();
+  return fs::path(std::getenv("PIXFLOW_SERVER_DIR"));
+}
+
+/// The file nginx serves as /photos/<name> (the fixture's "-copy" files exist only there).
+fs::path served_photo(const std::string& name) { return server_dir() / "www" / "photos" / name; }
+
+/// One entry of expected.json's "items".
+struct ExpectedItem {
+  std::string link;
+  std::string name;
+  int page = 0;
+  std::string album;  // "" when not in an album
+  std::string outcome;
+  std::string reason;
+  std::uintmax_t size = 0;
+};
+
+nlohmann::json expected_json() {
+  const auto bytes = read_bytes(server_dir() / "expected.json");
+  return nlohmann::json::parse(bytes.begin(), bytes.end());
+}
+
+/// The items a gallery report must hold, in listing order (duplicates, which are dropped, left out).
+std::vector<ExpectedItem> expected_items() {
+  std::vector<ExpectedItem> out;
+  const nlohmann::json document = expected_json();
+  for (const auto& e : document.at("items")) {
+    if (e.at("outcome") == "dropped") continue;
+    ExpectedItem item;
+    item.link = e.at("link").get<std::string>();
+    item.name = e.at("name").get<std::string>();
+    item.page = e.at("page").get<int>();
+    if (!e.at("album").is_null()) item.album = e.at("album").get<std::string>();
+    item.outcome = e.at("outcome").get<std::string>();
+    if (!e.at("reason").is_null()) item.reason = e.at("reason").get<std::string>();
+    item.size = e.at("size").get<std::uintmax_t>();
+    out.push_back(item);
+  }
+  return out;
+}
+
+GallerySource fixture_gallery() {
+  GalleryQuery query;
+  query.api = server_url();
+  query.client_id = "x";
+  query.pages = 0;
+  return GallerySource{query};
+}
+
+/// Every decodable photo the fixture serves, as URLs (expected.json's "urls").
+std::vector<std::string> served_urls() {
+  const nlohmann::json document = expected_json();
+  return document.at("urls").get<std::vector<std::string>>();
+}
+
+std::string photo_url(const std::string& name) { return server_url() + "/photos/" + name; }
+
+/// The size an image is displayed at (EXIF orientation applied, as cv::imread does for IMREAD_COLOR).
+cv::Size displayed_size(const fs::path& file) {
+  const cv::Mat image = cv::imread(file.string(), cv::IMREAD_COLOR);
+  REQUIRE_FALSE(image.empty());
+  return image.size();
+}
+
+/// A thumbnail of a `source`-sized picture fits `box` exactly on its limiting side and keeps the aspect
+/// ratio within one pixel; a picture already inside the box keeps its size (no upscaling).
+void check_fits(const cv::Mat& thumb, cv::Size source, Size box) {
+  INFO("source " << source.width << "x" << source.height << ", box " << to_string(box) << ", thumbnail "
+                 << thumb.cols << "x" << thumb.rows);
+  if (source.width <= box.width && source.height <= box.height) {
+    CHECK(thumb.cols == source.width);
+    CHECK(thumb.rows == source.height);
+    return;
+  }
+  const double sx = static_cast<double>(box.width) / source.width;
+  const double sy = static_cast<double>(box.height) / source.height;
+  CHECK(thumb.cols <= box.width);
+  CHECK(thumb.rows <= box.height);
+  if (sx <= sy) {
+    CHECK(thumb.cols == box.width);
+    CHECK(std::abs(thumb.rows - source.height * sx) <= 1.0);
+  } else {
+    CHECK(thumb.rows == box.height);
+    CHECK(std::abs(thumb.cols - source.width * sy) <= 1.0);
+  }
+}
+
+/// Decodes a written file the way a user would open it (alpha kept).
+cv::Mat read_unchanged(const fs::path& file) {
+  INFO(file.string());
+  cv::Mat image = cv::imread(file.string(), cv::IMREAD_UNCHANGED);
+  REQUIRE_FALSE(image.empty());
+  return image;
+}
+
+/// Regular files of a folder, by name.
+std::set<std::string> files_in(const fs::path& dir) {
+  std::set<std::string> names;
+  if (!fs::exists(dir)) return names;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_regular_file()) names.insert(entry.path().filename().string());
+  return names;
+}
+
+/// Every output the report names.
+std::set<std::string> outputs_of(const PipelineReport& report) {
+  std::set<std::string> names;
+  for (const auto& item : report.items) names.insert(item.outputs.begin(), item.outputs.end());
+  return names;
+}
+
+const ItemReport* find_item(const PipelineReport& report, const std::string& input) {
+  for (const auto& item : report.items)
+    if (item.input == input) return &item;
+  return nullptr;
+}
+
+const pixflow::NodeReport& node(const PipelineReport& report, const std::string& name) {
+  const pixflow::NodeReport* found = report.run.node(name);
+  INFO("node " << name);
+  REQUIRE(found != nullptr);
+  return *found;
+}
+
+std::string stem_of(const std::string& name) { return fs::path(name).stem().string(); }
+
+/// The status of every item and its reason agree with expected.json, each expected item exactly once.
+void check_outcomes(const PipelineReport& report, const std::vector<ExpectedItem>& expected) {
+  REQUIRE(report.items.size() == expected.size());
+  for (const auto& e : expected) {
+    INFO(e.link);
+    const ItemReport* item = find_item(report, e.link);
+    REQUIRE(item != nullptr);
+    CHECK_FALSE(item->is_path);
+    CHECK(name_of(item->status) == e.outcome);
+    if (e.outcome == "ok")
+      CHECK(item->reason.empty());
+    else
+      CHECK(item->reason == e.reason);
+  }
+}
+
+/// The listing position of each report entry, as {page, group}, where consecutive members of one
+/// album form one group (their order inside the album is free).
+std::vector<std::pair<int, std::size_t>> listing_groups(const std::vector<ExpectedItem>& expected,
+                                                        std::map<std::string, std::pair<int, std::size_t>>& by_link) {
+  std::vector<std::pair<int, std::size_t>> groups;
+  std::size_t group = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const auto& e = expected[i];
+    if (i > 0 && (e.album.empty() || e.album != expected[i - 1].album)) ++group;
+    by_link[e.link] = {e.page, group};
+    groups.emplace_back(e.page, group);
+  }
+  return groups;
+}
+
+void check_ok_outputs(const PipelineReport& report, const std::vector<ExpectedItem>& expected, const fs::path& out) {
+  const Size box{128, 128};
+  for (const auto& e : expected) {
+    if (e.outcome != "ok") continue;
+    INFO(e.link);
+    const ItemReport* item = find_item(report, e.link);
+    REQUIRE(item != nullptr);
+    const std::string ext = fs::path(e.name).extension().string();
+    const std::string thumb = stem_of(e.name) + "_thumbnail" + ext;
+    REQUIRE(item->outputs == std::vector<std::string>{e.name, thumb});
+    // The original, byte for byte as served (the "-copy" files exist only on the server side).
+    const fs::path served = fs::exists(photo(e.name)) ? photo(e.name) : served_photo(e.name);
+    CHECK(fs::file_size(out / e.name) == e.size);
+    CHECK(read_bytes(out / e.name) == read_bytes(served));
+    // The thumbnail: decodable, in the box, aspect kept against the displayed picture.
+    const cv::Mat image = read_unchanged(out / thumb);
+    check_fits(image, displayed_size(served), box);
+    if (e.name == "ladybird-alpha.png") CHECK(image.channels() == 4);
+    if (ext == ".jpg") CHECK(image.channels() == 3);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a gallery run ends as expected.json says, item by item, with every output in place", "[e2e][pipeline]") {
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  const auto expected = expected_items();
+  const PipelineReport report = run_pipeline(fixture_gallery(), options);
+
+  CHECK_FALSE(report.run.cancelled);
+  CHECK(report.listing_errors.empty());
+  CHECK_FALSE(report.source_unusable());
+  check_outcomes(report, expected);
+
+  // Listing order: pages in order, plain items in order, each album's members together.
+  std::map<std::string, std::pair<int, std::size_t>> position;
+  listing_groups(expected, position);
+  std::vector<std::string> plain_expected;
+  for (const auto& e : expected)
+    if (e.album.empty()) plain_expected.push_back(e.link);
+  std::vector<std::string> plain_seen;
+  std::map<std::string, std::vector<std::size_t>> album_slots;
+  int last_page = 0;
+  for (std::size_t i = 0; i < report.items.size(); ++i) {
+    const auto& p = position.at(report.items[i].input);
+    CHECK(p.first >= last_page);
+    last_page = p.first;
+    bool in_album = false;
+    for (const auto& e : expected)
+      if (e.link == report.items[i].input && !e.album.empty()) {
+        album_slots[e.album].push_back(i);
+        in_album = true;
+      }
+    if (!in_album) plain_seen.push_back(report.items[i].input);
+  }
+  CHECK(plain_seen == plain_expected);
+  for (const auto& [album, slots] : album_slots) {
+    INFO("album " << album);
+    CHECK(slots.back() - slots.front() + 1 == slots.size());
+  }
+
+  check_ok_outputs(report, expected, out.path());
+  std::set<std::string> files = files_in(out.path());
+  CHECK(files == outputs_of(report));
+
+  // The upright storm photo: portrait thumbnail; tiny.jpg not upscaled.
+  const cv::Mat storm = read_unchanged(out / "storm-rotated_thumbnail.jpg");
+  CHECK(storm.rows == 128);
+  CHECK(std::abs(storm.cols - 85) <= 1);
+  const cv::Mat tiny = read_unchanged(out / "tiny_thumbnail.jpg");
+  CHECK(tiny.cols == 96);
+  CHECK(tiny.rows == 60);
+
+  // Node figures.
+  std::size_t ok = 0, failed = 0, skipped = 0;
+  for (const auto& e : expected) {
+    if (e.outcome == "ok") ++ok;
+    if (e.outcome == "failed") ++failed;
+    if (e.outcome == "skipped") ++skipped;
+  }
+  CHECK(report.count(ItemStatus::ok) == ok);
+  CHECK(report.count(ItemStatus::failed) == failed);
+  CHECK(report.count(ItemStatus::skipped) == skipped);
+  const auto pages_with_items = expected_json().at("pages_with_items").get<std::uint64_t>();
+  const auto& fetch = node(report, "fetch");
+  CHECK(fetch.items >= pages_with_items + 1);  // the empty page that ends the listing
+  CHECK(fetch.failed == 0);
+  const auto& download = node(report, "download");
+  CHECK(download.items == expected.size() - skipped);
+  CHECK(download.failed == 0);
+  const auto& decode = node(report, "decode");
+  CHECK(decode.items == expected.size() - skipped);
+  CHECK(decode.failed == failed);  // the GIF
+  const auto& thumbnail = node(report, "thumbnail");
+  CHECK(thumbnail.items == ok);
+  CHECK(thumbnail.failed == 0);
+  const auto& write = node(report, "write");
+  CHECK(write.items == ok);
+  CHECK(write.failed == 0);
+  for (const char* name : {"fetch", "download", "decode", "thumbnail", "write"}) {
+    INFO(name);
+    CHECK(node(report, name).busy_s >= 0.0);
+    CHECK(node(report, name).peak_active >= 1);
+  }
+  CHECK(report.run.wall_s > 0.0);
+}
+
+// BUG (tasks/src/pipeline.cpp, PipelineRun::expand_albums, and GalleryPage in imgur.hpp): the images of
+// an album listed by its cover only (fetched from /3/album/{id}/images) are appended at the END of their
+// page instead of standing where the album is listed, so the report is not in listing order (fixture
+// page 1: storm, wood, album-b, tiny → report: storm, wood, tiny, dune-copy, two-wings-copy). Several
+// such albums on one page would also come in reverse order (albums_to_expand is consumed from the back).
+TEST_CASE("a gallery report is in strict listing order, albums in place", "[e2e][pipeline][!mayfail]") {
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  const auto expected = expected_items();
+  const PipelineReport report = run_pipeline(fixture_gallery(), options);
+  REQUIRE(report.items.size() == expected.size());
+  std::map<std::string, std::pair<int, std::size_t>> position;
+  const auto groups = listing_groups(expected, position);
+  std::vector<std::pair<int, std::size_t>> seen;
+  for (const auto& item : report.items) seen.push_back(position.at(item.input));
+  CHECK(seen == groups);
+}
+
+TEST_CASE("several sizes and a forced format name and shape every thumbnail", "[e2e][pipeline]") {
+  const std::vector<std::string> names{"aqua.jpg", "storm-rotated.jpg", "tiny.jpg", "ladybird-alpha.png", "wood.webp"};
+  std::vector<std::string> urls;
+  for (const auto& name : names) urls.push_back(photo_url(name));
+  const std::vector<Size> boxes{{128, 128}, {300, 200}};
+
+  SECTION("same format: each thumbnail keeps its source's format") {
+    TempDir out;
+    PipelineOptions options;
+    options.out = out.path();
+    options.config.thumbnail.sizes = boxes;
+    const PipelineReport report = run_pipeline(UrlListSource{urls}, options);
+    REQUIRE(report.count(ItemStatus::ok) == names.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      INFO(names[i]);
+      const std::string ext = fs::path(names[i]).extension().string();
+      const std::string small = stem_of(names[i]) + "_thumbnail_128x128" + ext;
+      const std::string large = stem_of(names[i]) + "_thumbnail_300x200" + ext;
+      CHECK(report.items[i].outputs == std::vector<std::string>{names[i], small, large});
+      const cv::Size source = displayed_size(photo(names[i]));
+      check_fits(read_unchanged(out / small), source, boxes[0]);
+      check_fits(read_unchanged(out / large), source, boxes[1]);
+    }
+    CHECK(read_unchanged(out / "ladybird-alpha_thumbnail_300x200.png").channels() == 4);
+    CHECK(files_in(out.path()) == outputs_of(report));
+  }
+
+  SECTION("webp: every thumbnail is a .webp, originals are kept as they are") {
+    TempDir out;
+    PipelineOptions options;
+    options.out = out.path();
+    options.config.thumbnail.sizes = boxes;
+    options.config.thumbnail.format = ImageFormat::webp;
+    const PipelineReport report = run_pipeline(UrlListSource{urls}, options);
+    REQUIRE(report.count(ItemStatus::ok) == names.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      INFO(names[i]);
+      const std::string small = stem_of(names[i]) + "_thumbnail_128x128.webp";
+      const std::string large = stem_of(names[i]) + "_thumbnail_300x200.webp";
+      CHECK(report.items[i].outputs == std::vector<std::string>{names[i], small, large});
+      CHECK(read_bytes(out / names[i]) == read_bytes(photo(names[i])));
+      const auto head = read_bytes(out / small);
+      REQUIRE(head.size() > 12);
+      CHECK(std::string(head.begin() + 8, head.begin() + 12) == "WEBP");
+      const cv::Size source = displayed_size(photo(names[i]));
+      check_fits(read_unchanged(out / small), source, boxes[0]);
+      check_fits(read_unchanged(out / large), source, boxes[1]);
+    }
+    CHECK(read_unchanged(out / "ladybird-alpha_thumbnail_128x128.webp").channels() == 4);
+  }
+}
+
+TEST_CASE("a URL list with bad entries reports each failure with its reason and does the rest", "[e2e][pipeline]") {
+  const std::string base = server_url();
+  const std::vector<std::string> urls{
+      base + "/photos/aqua.jpg",
+      base + "/photos/no-such-photo.jpg",
+      base + "/text/page.html",
+      base + "/photos/garden.png",
+      base + "/corrupt/truncated.jpg",
+      "file:///etc/passwd",
+      base + "/redirect/dune.jpg",
+      base + "/photos/wood.webp",
+  };
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  const PipelineReport report = run_pipeline(UrlListSource{urls}, options);
+  CHECK_FALSE(report.run.cancelled);
+  REQUIRE(report.items.size() == urls.size());
+  for (std::size_t i = 0; i < urls.size(); ++i) CHECK(report.items[i].input == urls[i]);
+
+  const auto status = [&](std::size_t i) { return report.items[i].status; };
+  CHECK(status(1) == ItemStatus::failed);
+  CHECK(report.items[1].reason == "http 404");
+  CHECK(status(2) == ItemStatus::failed);
+  CHECK(report.items[2].reason == "not an image (text/html)");
+  CHECK(status(4) == ItemStatus::failed);
+  CHECK_THAT(report.items[4].reason, Catch::Contains("corrupt"));
+  CHECK(status(5) == ItemStatus::failed);
+  CHECK(report.items[5].reason == "unsupported scheme (file)");
+  for (std::size_t i : {1u, 2u, 4u, 5u}) {
+    INFO(urls[i]);
+    CHECK_FALSE(report.items[i].stage.empty());
+    CHECK(report.items[i].outputs.empty());
+  }
+
+  const std::vector<std::pair<std::size_t, std::string>> good{
+      {0, "aqua.jpg"}, {3, "garden.png"}, {6, "dune.jpg"}, {7, "wood.webp"}};
+  for (const auto& [i, name] : good) {
+    INFO(urls[i]);
+    REQUIRE(status(i) == ItemStatus::ok);
+    const std::string thumb = stem_of(name) + "_thumbnail" + fs::path(name).extension().string();
+    CHECK(report.items[i].outputs == std::vector<std::string>{name, thumb});
+    CHECK(read_bytes(out / name) == read_bytes(photo(name)));  // the redirect delivered dune.jpg
+    check_fits(read_unchanged(out / thumb), displayed_size(photo(name)), {128, 128});
+  }
+  CHECK(report.count(ItemStatus::ok) == good.size());
+  CHECK(report.count(ItemStatus::failed) == 4);
+  CHECK(files_in(out.path()) == outputs_of(report));
+  const auto by_reason = report.failures_by_reason();
+  CHECK(by_reason.size() == 4);
+}
+
+TEST_CASE("a folder source makes thumbnails only and reports the GIF as unsupported", "[e2e][pipeline]") {
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  options.save_originals = false;
+  const fs::path dir = pixflow::test::fixtures_dir() / "photos";
+  const PipelineReport report = run_pipeline(FolderSource{dir}, options);
+
+  std::vector<std::string> images;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string ext = entry.path().extension().string();
+    if (ext == ".jpg" || ext == ".png" || ext == ".webp" || ext == ".gif") images.push_back(entry.path().filename().string());
+  }
+  std::sort(images.begin(), images.end());
+  REQUIRE(report.items.size() == images.size());
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const ItemReport& item = report.items[i];
+    INFO(item.input);
+    CHECK(item.is_path);
+    CHECK(fs::path(item.input).filename().string() == images[i]);
+    if (images[i] == "animation.gif") {
+      CHECK(item.status == ItemStatus::failed);
+      CHECK(item.reason == "unsupported format (gif)");
+      CHECK(item.outputs.empty());
+      continue;
+    }
+    REQUIRE(item.status == ItemStatus::ok);
+    const std::string thumb = stem_of(images[i]) + "_thumbnail" + fs::path(images[i]).extension().string();
+    CHECK(item.outputs == std::vector<std::string>{thumb});
+    check_fits(read_unchanged(out / thumb), displayed_size(dir / images[i]), {128, 128});
+  }
+  const auto files = files_in(out.path());
+  CHECK(files == outputs_of(report));
+  for (const auto& name : images) CHECK(files.count(name) == 0);  // no originals
+  CHECK(report.run.node("download") == nullptr);                  // nothing downloaded
+  CHECK(node(report, "write").items == images.size() - 1);
+}
+
+TEST_CASE("one worker thread and two give the same report and the same files", "[e2e][pipeline]") {
+  std::vector<std::string> urls = served_urls();
+  urls.push_back(server_url() + "/photos/no-such-photo.jpg");
+  REQUIRE(urls.size() > 5);
+
+  TempDir one, two;
+  PipelineOptions options;
+  options.out = one.path();
+  options.config.threads = 1;
+  const PipelineReport a = run_pipeline(UrlListSource{urls}, options);
+  options.out = two.path();
+  options.config.threads = 2;
+  const PipelineReport b = run_pipeline(UrlListSource{urls}, options);
+
+  REQUIRE(a.items.size() == urls.size());
+  REQUIRE(b.items.size() == urls.size());
+  for (std::size_t i = 0; i < urls.size(); ++i) {
+    INFO(urls[i]);
+    CHECK(a.items[i].input == b.items[i].input);
+    CHECK(a.items[i].status == b.items[i].status);
+    CHECK(a.items[i].reason == b.items[i].reason);
+    CHECK(a.items[i].outputs == b.items[i].outputs);
+  }
+  CHECK(a.count(ItemStatus::ok) == urls.size() - 1);
+  const auto files = files_in(one.path());
+  REQUIRE(files == files_in(two.path()));
+  CHECK(files.size() == 2 * (urls.size() - 1));
+  for (const auto& name : files) {
+    INFO(name);
+    CHECK(read_bytes(one / name) == read_bytes(two / name));
+  }
+}
+
+TEST_CASE("on_item is called once per item, with its final status", "[e2e][pipeline]") {
+  TempDir out;
+  std::mutex mutex;
+  std::map<std::string, std::vector<ItemStatus>> calls;
+  PipelineOptions options;
+  options.out = out.path();
+  options.on_item = [&](const ItemReport& item) {
+    std::lock_guard lock(mutex);
+    calls[item.input].push_back(item.status);
+  };
+  const PipelineReport report = run_pipeline(fixture_gallery(), options);
+  REQUIRE_FALSE(report.items.empty());
+  std::lock_guard lock(mutex);
+  CHECK(calls.size() == report.items.size());
+  for (const auto& item : report.items) {
+    INFO(item.input);
+    REQUIRE(calls.count(item.input) == 1);
+    CHECK(calls[item.input] == std::vector<ItemStatus>{item.status});
+  }
+}
+
+TEST_CASE("a run timeout cancels promptly, fails the unfinished items and leaves no partial file",
+          "[e2e][pipeline]") {
+  // 20 kB/s each: most of these take seconds to arrive, far past the 0.5 s budget.
+  std::vector<std::string> urls;
+  const std::vector<std::string> names{"aqua.jpg", "dune.jpg", "two-wings.jpg", "garden.png", "fresh-flower.jpg",
+                                       "storm-rotated.jpg", "wood.webp", "ladybird-alpha.png", "tiny.jpg", "dune-copy.jpg"};
+  for (int round = 0; round < 2; ++round)
+    for (const auto& name : names) urls.push_back(server_url() + "/slow/" + name);
+  REQUIRE(urls.size() == 20);
+
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  options.config.timeout_s = 0.5;
+  const auto start = std::chrono::steady_clock::now();
+  const PipelineReport report = run_pipeline(UrlListSource{urls}, options);
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  CHECK(elapsed < 5.0);
+  CHECK(report.run.cancelled);
+  CHECK(report.run.cancel_reason == "timed out after 0.5 s");
+  REQUIRE(report.items.size() == urls.size());
+  std::size_t cancelled = 0;
+  for (const auto& item : report.items) {
+    INFO(item.input);
+    if (item.status == ItemStatus::ok) continue;
+    CHECK(item.status == ItemStatus::failed);
+    CHECK(item.reason == "timed out after 0.5 s");
+    CHECK(item.outputs.empty());
+    ++cancelled;
+  }
+  CHECK(cancelled >= 10);
+
+  // Only whole files stand in the folder: nothing temporary, everything decodes, all of it reported.
+  const auto files = files_in(out.path());
+  for (const auto& name : files) {
+    INFO(name);
+    CHECK(name.rfind(".pixflow-tmp-", 0) == std::string::npos);
+    CHECK_FALSE(cv::imread((out / name).string(), cv::IMREAD_UNCHANGED).empty());
+  }
+  CHECK(files == outputs_of(report));
+}
+
+TEST_CASE("max_in_flight bounds the items alive in the graph", "[e2e][pipeline]") {
+  const std::vector<std::string> urls = served_urls();
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  options.config.max_in_flight = 2;
+  const PipelineReport report = run_pipeline(UrlListSource{urls}, options);
+  CHECK(report.count(ItemStatus::ok) == urls.size());
+  CHECK(report.run.peak_live >= 1);
+  CHECK(report.run.peak_live <= 2);
+  CHECK(node(report, "download").peak_active <= 2);
+  CHECK(node(report, "write").items == urls.size());
+}
