@@ -495,6 +495,40 @@ TEST_CASE("a worker stopped with SIGTERM hands its unfinished items back at once
   require_thumbnails(out, {"aqua.jpg", "storm-rotated.jpg", "tiny.jpg"});
 }
 
+TEST_CASE("an item whose workers keep dying fails for good after max_deliveries", "[queue][redis]") {
+  pixflow::test::TempDir dir;
+  const std::string url = redis_url();
+  const std::string queue = fresh_queue("poison");
+  WorkQueue watch(fixture_address(), queue);
+  REQUIRE(watch.enqueue({pixflow::test::server_url() + "/photos/tiny.jpg"}).queued == 1);
+  // A consumer "ghost" takes it and is "claimed" twice more, as if three workers had died with it.
+  const std::string cli = "redis-cli -u " + url + " ";
+  const std::string key = "pixflow:" + queue + ":items";
+  REQUIRE(std::system((cli + "XREADGROUP GROUP workers ghost COUNT 1 STREAMS " + key + " '>' >/dev/null").c_str()) == 0);
+  const std::string id_file = (dir / "id").string();
+  REQUIRE(std::system((cli + "--raw XRANGE " + key + " - + COUNT 1 | head -1 >" + id_file).c_str()) == 0);
+  const std::string id = read_text(id_file).substr(0, read_text(id_file).find('\n'));
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(std::system((cli + "XCLAIM " + key + " workers ghost 0 " + id + " >/dev/null").c_str()) == 0);
+
+  const fs::path config = write_config(dir, {{"claim_idle_s", 0.05}, {"max_deliveries", 3}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Worker worker("survivor", url, queue, dir / "out", config, dir);
+  CHECK(worker.wait() == 1);
+  const QueueStatus s = watch.status();
+  CHECK(s.failed == 1);
+  CHECK(s.pending == 0);
+  REQUIRE(s.failures.size() == 1);
+  CHECK(s.failures[0].stage == "queue");
+  CHECK(s.failures[0].reason == "gave up after 4 deliveries (its workers died or stopped)");
+  CHECK(s.failures[0].worker == "survivor");
+
+  // Nothing left: a worker that joins now exits at once.
+  Worker late("late", url, queue, dir / "out", config, dir);
+  CHECK(late.wait() == 0);
+  CHECK(late.report()["items"] == 0);
+}
+
 TEST_CASE("workers ride out a Redis restart and finish the queue", "[queue][redis]") {
   // A Redis of this test's own (appendonly), restarted on the same port: the shared fixture stays up.
   pixflow::test::TempDir dir;
