@@ -4,8 +4,12 @@
 #include <catch2/catch.hpp>
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <stop_token>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -301,12 +305,9 @@ TEST_CASE("a gallery run ends as expected.json says, item by item, with every ou
   CHECK(report.run.wall_s > 0.0);
 }
 
-// BUG (tasks/src/pipeline.cpp, PipelineRun::expand_albums, and GalleryPage in imgur.hpp): the images of
-// an album listed by its cover only (fetched from /3/album/{id}/images) are appended at the END of their
-// page instead of standing where the album is listed, so the report is not in listing order (fixture
-// page 1: storm, wood, album-b, tiny → report: storm, wood, tiny, dune-copy, two-wings-copy). Several
-// such albums on one page would also come in reverse order (albums_to_expand is consumed from the back).
-TEST_CASE("a gallery report is in strict listing order, albums in place", "[e2e][pipeline][!mayfail]") {
+// The images of an album listed by its cover only (fetched from /3/album/{id}/images) stand where the
+// album is listed (fixture page 1: storm, wood, album-b = dune-copy + two-wings-copy, tiny).
+TEST_CASE("a gallery report is in strict listing order, albums in place", "[e2e][pipeline]") {
   TempDir out;
   PipelineOptions options;
   options.out = out.path();
@@ -571,4 +572,89 @@ TEST_CASE("max_in_flight bounds the items alive in the graph", "[e2e][pipeline]"
   CHECK(report.run.peak_live <= 2);
   CHECK(node(report, "download").peak_active <= 2);
   CHECK(node(report, "write").items == urls.size());
+}
+
+TEST_CASE("a custom stage between thumbnail and encode changes every thumbnail and can fail an item",
+          "[e2e][pipeline][api]") {
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  options.config.thumbnail.sizes = {{64, 64}, {128, 128}};
+  std::atomic<int> calls{0};
+  options.stages.push_back({"grayscale", pixflow::Concurrency::unlimited(), [&](ThumbnailSet& set) -> pixflow::Result<void> {
+                              ++calls;
+                              if (set.input.find("dune.jpg") != std::string::npos) return pixflow::Failure{"dunes are not wanted"};
+                              for (auto& t : set.thumbnails) {
+                                cv::Mat gray;
+                                cv::cvtColor(t.pixels, gray, t.pixels.channels() == 4 ? cv::COLOR_BGRA2GRAY : cv::COLOR_BGR2GRAY);
+                                cv::cvtColor(gray, t.pixels, cv::COLOR_GRAY2BGR);
+                              }
+                              return pixflow::ok();
+                            }});
+  const auto report = run_pipeline(UrlListSource{{photo_url("aqua.jpg"), photo_url("dune.jpg")}}, options);
+  CHECK(calls == 2);
+  REQUIRE(report.items.size() == 2);
+  CHECK(report.items[0].status == ItemStatus::ok);
+  CHECK(report.items[1].status == ItemStatus::failed);
+  CHECK(report.items[1].stage == "grayscale");
+  CHECK(report.items[1].reason == "dunes are not wanted");
+  CHECK(node(report, "grayscale").items == 2);
+  for (const char* name : {"aqua_thumbnail_64x64.jpg", "aqua_thumbnail_128x128.jpg"}) {
+    const cv::Mat thumb = cv::imread((out.path() / name).string(), cv::IMREAD_COLOR);
+    REQUIRE_FALSE(thumb.empty());
+    std::vector<cv::Mat> channels;
+    cv::split(thumb, channels);
+    // JPEG keeps gray pixels gray within a few levels.
+    CHECK(cv::norm(channels[0], channels[2], cv::NORM_INF) <= 8);
+  }
+}
+
+TEST_CASE("a stop request from another thread ends the run cleanly", "[e2e][pipeline][api]") {
+  TempDir out;
+  std::vector<std::string> urls;
+  for (int i = 0; i < 20; ++i) urls.push_back(server_url() + "/slow/aqua.jpg?copy=" + std::to_string(i));
+  std::stop_source stop;
+  PipelineOptions options;
+  options.out = out.path();
+  options.stop = stop.get_token();
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    stop.request_stop();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto report = run_pipeline(UrlListSource{urls}, options);
+  stopper.join();
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
+  CHECK(report.run.cancelled);
+  CHECK(report.run.cancel_reason == "cancelled");
+  CHECK(report.count(ItemStatus::failed) == urls.size());
+  for (const auto& entry : fs::directory_iterator(out.path()))
+    CHECK(entry.path().filename().string().rfind(".pixflow-tmp-", 0) != 0);
+}
+
+TEST_CASE("a rerun into the same folder skips what is done and thumbnails kept originals from disk",
+          "[e2e][pipeline][resume]") {
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  const UrlListSource source{{photo_url("aqua.jpg"), photo_url("garden.png"), photo_url("wood.webp")}};
+  const auto first = run_pipeline(source, options);
+  REQUIRE(first.count(ItemStatus::ok) == 3);
+
+  // garden's thumbnail is lost: only it is redone, from the original on disk.
+  fs::remove(out.path() / "garden_thumbnail.png");
+  const auto second = run_pipeline(source, options);
+  REQUIRE(second.items.size() == 3);
+  CHECK(second.items[0].status == ItemStatus::skipped);
+  CHECK(second.items[0].reason == "already done");
+  CHECK(second.items[1].status == ItemStatus::ok);
+  CHECK(second.items[1].attempts == 0);  // not downloaded again
+  CHECK(second.items[2].status == ItemStatus::skipped);
+  CHECK(fs::exists(out.path() / "garden_thumbnail.png"));
+  CHECK(read_bytes(out.path() / "garden.png") == read_bytes(photo("garden.png")));
+
+  options.force = true;
+  const auto forced = run_pipeline(source, options);
+  CHECK(forced.count(ItemStatus::ok) == 3);
+  for (const auto& item : forced.items) CHECK(item.attempts == 1);
 }

@@ -10,6 +10,7 @@
 // writes the report. Exit codes: 0 all done, 1 some items failed, 2 usage or config error,
 // 3 the source itself is unusable.
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -40,6 +41,8 @@ struct CommonOptions {
   std::string report_file;
   std::optional<std::size_t> threads;
   bool quiet = false;
+  bool progress = false;
+  bool force = false;
   bool dump_config = false;
 };
 
@@ -51,6 +54,8 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--report", common.report_file, "Write the JSON report to FILE ('-' for stdout)");
   cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)");
   cmd.add_flag("--quiet,-q", common.quiet, "Print nothing but errors");
+  cmd.add_flag("--progress", common.progress, "Show the live progress line even when stderr is not a terminal");
+  cmd.add_flag("--force", common.force, "Redo items whose outputs already exist in the output folder");
   cmd.add_flag("--dump-config", common.dump_config, "Print the effective config as JSON and exit");
 }
 
@@ -110,12 +115,30 @@ int write_report(const PipelineReport& report, const std::string& file) {
   return exit_ok;
 }
 
+/// The live line: done/failed/total, items per second, ETA, and items in flight per node.
+void print_progress(const Progress& p) {
+  const std::size_t finished = p.ok + p.failed + p.skipped;
+  const double rate = p.elapsed_s > 0 ? static_cast<double>(p.ok + p.failed) / p.elapsed_s : 0;
+  std::ostringstream line;
+  line << "\r\033[K" << p.ok << " done, " << p.failed << " failed, " << p.skipped << " skipped / " << p.listed
+       << (p.listing_done ? "" : "+") << "  " << std::fixed << std::setprecision(1) << rate << " items/s";
+  if (p.listing_done && rate > 0 && finished < p.listed)
+    line << "  ETA " << std::setprecision(0) << static_cast<double>(p.listed - finished) / rate << " s";
+  line << "  |";
+  for (const auto& node : p.nodes)
+    if (node.active + node.queued > 0) line << ' ' << node.name << ' ' << node.active << '+' << node.queued;
+  std::cerr << line.str() << std::flush;
+}
+
 int run(const Source& source, const CommonOptions& common, const PipelineConfig& config, bool save_originals) {
   PipelineOptions options;
   options.config = config;
   options.out = common.out;
   options.save_originals = save_originals;
+  options.force = common.force;
   options.stop_on_interrupt = true;
+  const bool show_progress = !common.quiet && (common.progress || isatty(STDERR_FILENO) == 1);
+  if (show_progress) options.on_progress = print_progress;
   pixflow::install_interrupt_handler();
   PipelineReport report;
   try {
@@ -124,6 +147,7 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
     std::cerr << "pixflow: " << e.what() << '\n';
     return exit_source_unusable;
   }
+  if (show_progress) std::cerr << "\r\033[K";
   int code = exit_ok;
   if (!common.report_file.empty()) code = write_report(report, common.report_file);
   if (!common.quiet) print_summary(report, common.out);

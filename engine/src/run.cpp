@@ -83,6 +83,12 @@ bool Graph::cancelled() const noexcept { return core_->cancelled.load(std::memor
 
 std::size_t Graph::threads() const noexcept { return core_->threads; }
 
+std::vector<NodeReport> Graph::snapshot() const {
+  std::vector<NodeReport> nodes;
+  for (const auto& stats : core_->stats) nodes.push_back(stats.report());
+  return nodes;
+}
+
 namespace {
 std::string seconds_text(double s) {
   std::ostringstream out;
@@ -97,7 +103,8 @@ RunReport Graph::run() {
   using clock = std::chrono::steady_clock;
   const auto started = clock::now();
 
-  // The watchdog turns a timeout or a Ctrl-C into a clean cancellation.
+  // The watchdog turns a timeout, a Ctrl-C or a stop request into a clean cancellation, and reports
+  // progress.
   std::mutex mutex;
   std::condition_variable wake;
   bool finished = false;
@@ -105,11 +112,24 @@ RunReport Graph::run() {
     const auto deadline = options_.timeout_s > 0
                               ? started + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(options_.timeout_s))
                               : clock::time_point::max();
+    const auto progress_every = std::chrono::duration_cast<clock::duration>(
+        std::chrono::duration<double>(options_.progress_interval_s > 0 ? options_.progress_interval_s : 0.5));
+    auto next_progress = started + progress_every;
     std::unique_lock lock(mutex);
     while (!finished) {
       wake.wait_for(lock, std::chrono::milliseconds(20));
       if (finished) break;
-      if (clock::now() >= deadline) {
+      if (options_.on_progress && clock::now() >= next_progress) {
+        next_progress += progress_every;
+        lock.unlock();
+        options_.on_progress(snapshot());
+        lock.lock();
+      }
+      if (options_.stop.stop_requested()) {
+        lock.unlock();
+        cancel("cancelled");
+        lock.lock();
+      } else if (clock::now() >= deadline) {
         lock.unlock();
         cancel("timed out after " + seconds_text(options_.timeout_s) + " s");
         lock.lock();
@@ -133,8 +153,8 @@ RunReport Graph::run() {
   watchdog.join();
 
   RunReport report;
+  report.nodes = snapshot();
   report.wall_s = std::chrono::duration<double>(clock::now() - started).count();
-  for (const auto& stats : core_->stats) report.nodes.push_back(stats.report());
   if (core_->main_scope != nullptr) report.peak_live = core_->main_scope->peak_live.load();
   report.cancelled = core_->cancelled.load();
   if (report.cancelled) {

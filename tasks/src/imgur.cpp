@@ -153,7 +153,10 @@ Expected<GalleryPage> parse_gallery_page(std::string_view text) {
     const std::string id = string_member(item, "id");
     const auto count = item.find("images_count");
     const bool empty_album = count != item.end() && count->is_number() && count->get<double>() <= 0;
-    if (!id.empty() && !empty_album) page.albums_to_expand.push_back(id);
+    if (!id.empty() && !empty_album) {
+      page.albums_to_expand.push_back(id);
+      page.album_positions.push_back(page.images.size());
+    }
   }
   return page;
 }

@@ -5,7 +5,9 @@
 #include <opencv2/core/utility.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cctype>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -27,12 +29,21 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
+/// A thumbnail planned when its item is listed: its box, format and file name are fixed up front.
+struct PlannedThumbnail {
+  Size box;
+  ImageFormat format = ImageFormat::png;
+  std::string name;
+};
+
 /// One item on its way through the graph; `id` is its place in the ledger.
 struct Job {
   std::size_t id = 0;
-  std::string url;              // gallery and URL-list items
-  std::filesystem::path path;   // folder items
-  std::string name;             // the original's file name in OUT, already made safe and distinct
+  std::string url;                          // gallery and URL-list items
+  std::filesystem::path path;               // folder items
+  std::string name;                         // the original's file name in OUT, safe and distinct
+  std::vector<PlannedThumbnail> thumbnails;
+  bool original_on_disk = false;            // resume: read OUT/name instead of downloading
 };
 struct Fetched {
   Job job;
@@ -40,17 +51,24 @@ struct Fetched {
 };
 struct Decoded {
   Job job;
-  Bytes original;  // kept only when the original is saved
+  Bytes original;  // kept only when the original is written
   DecodedImage image;
 };
 struct Rendered {
   Job job;
   Bytes original;
+  ThumbnailSet set;
+};
+struct Encoded {
+  Job job;
+  Bytes original;
   std::vector<std::pair<std::string, Bytes>> thumbnails;  // file name → encoded bytes
 };
+/// A listing page as it leaves the fetch node: its images, or why it could not be read.
 struct Page {
   int number = 0;
   GalleryPage listing;
+  std::string error;
 };
 
 /// Every item of the run with its status, in input order, and the mapping from graph keys to items.
@@ -78,6 +96,21 @@ class Ledger {
     item.reason = std::move(reason);
     item.outputs = std::move(outputs);
     if (on_item_) on_item_(item);
+  }
+  void set_attempts(std::size_t id, int attempts) {
+    std::lock_guard lock(mutex_);
+    entries_.at(id).item.attempts = attempts;
+  }
+  /// Counts for progress: {listed, ok, failed, skipped}.
+  std::array<std::size_t, 4> counts() {
+    std::lock_guard lock(mutex_);
+    std::array<std::size_t, 4> c{entries_.size(), 0, 0, 0};
+    for (const auto& e : entries_) {
+      if (e.item.status == ItemStatus::ok) ++c[1];
+      if (e.item.status == ItemStatus::failed) ++c[2];
+      if (e.item.status == ItemStatus::skipped) ++c[3];
+    }
+    return c;
   }
   /// Returns false when `key` is not an item (a listing page).
   bool fail(pixflow::ItemKey key, const std::string& stage, const std::string& reason) {
@@ -129,6 +162,19 @@ Size largest_box(const std::vector<Size>& sizes) {
   return box;
 }
 
+/// The thumbnail format of an original called `name`: the requested one, or for `same` the format
+/// its name says (.jpg/.jpeg, .png, .webp), PNG for anything else. Known before the download, so
+/// names can be planned (and resumed) in input order.
+ImageFormat planned_format(std::string_view name, ImageFormat requested) {
+  if (requested != ImageFormat::same) return requested;
+  const auto ext = std::filesystem::path(name).extension().string();
+  std::string lower;
+  for (char c : ext) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == ".jpg" || lower == ".jpeg") return ImageFormat::jpeg;
+  if (lower == ".webp") return ImageFormat::webp;
+  return ImageFormat::png;
+}
+
 HttpOptions http_options(const PipelineConfig& config) {
   const auto& d = config.download;
   HttpOptions options;
@@ -141,6 +187,10 @@ HttpOptions http_options(const PipelineConfig& config) {
   options.stall_timeout_s = d.stall_timeout_s;
   options.max_bytes = d.max_bytes;
   options.max_redirects = d.max_redirects;
+  options.retries = d.retries;
+  options.backoff_s = d.backoff_s;
+  options.max_retry_wait_s = d.max_retry_wait_s;
+  options.rate_per_host = d.rate_per_host;
   return options;
 }
 
@@ -155,21 +205,15 @@ Expected<Bytes> read_whole_file(const std::filesystem::path& path) {
 /// Everything one run shares: the stages' common state and the graph they are wired into.
 class PipelineRun {
  public:
-  PipelineRun(const PipelineOptions& options)
+  explicit PipelineRun(const PipelineOptions& options)
       : options_(options),
         config_(options.config),
         box_(largest_box(config_.thumbnail.sizes)),
         several_sizes_(config_.thumbnail.sizes.size() > 1),
         ledger_(options.on_item),
-        graph_({.threads = config_.threads,
-                .max_in_flight = config_.max_in_flight,
-                .timeout_s = config_.timeout_s,
-                .stop_on_interrupt = options.stop_on_interrupt}) {
+        graph_(graph_options()) {
     graph_.on_failure([this](const pixflow::ItemFailure& f) {
-      if (!ledger_.fail(f.key, f.stage, f.reason)) {
-        std::lock_guard lock(listing_mutex_);
-        listing_errors_.push_back({static_cast<int>(f.key.seq), f.reason});
-      }
+      if (!ledger_.fail(f.key, f.stage, f.reason)) note_listing_error(static_cast<int>(f.key.seq), f.reason);
     });
   }
 
@@ -187,38 +231,88 @@ class PipelineRun {
   }
 
  private:
+  pixflow::GraphOptions graph_options() {
+    pixflow::GraphOptions g{.threads = config_.threads,
+                            .max_in_flight = config_.max_in_flight,
+                            .timeout_s = config_.timeout_s,
+                            .stop_on_interrupt = options_.stop_on_interrupt,
+                            .stop = options_.stop};
+    if (options_.on_progress) {
+      g.progress_interval_s = options_.progress_interval_s;
+      g.on_progress = [this, started = std::chrono::steady_clock::now()](const std::vector<pixflow::NodeReport>& nodes) {
+        const auto c = ledger_.counts();
+        options_.on_progress(Progress{c[0], c[1], c[2], c[3], listing_done_.load(),
+                                      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                                      nodes});
+      };
+    }
+    return g;
+  }
+
   /// Starts the HTTP loop; called while the graph is built, before any stage can use it.
   void start_http() {
     http_ = std::make_unique<HttpClient>(http_options(config_));
     graph_.on_cancel([this] { http_->cancel_all(); });
   }
-  HttpClient& http() { return *http_; }
 
-  /// A new pending item, in input order.
-  std::size_t add_item(std::string input, bool is_path, std::pair<std::uint64_t, std::uint64_t> order) {
-    ItemReport item;
-    item.input = std::move(input);
-    item.is_path = is_path;
-    return ledger_.add(std::move(item), order);
+  void note_listing_error(int page, std::string reason) {
+    std::lock_guard lock(listing_mutex_);
+    listing_errors_.push_back({page, std::move(reason)});
   }
 
-  /// A job for a URL: its original's name is claimed here, in listing order, so names are stable.
-  Job url_job(std::size_t id, const std::string& url) {
-    return Job{id, url, {}, names_.claim(name_from_url(url), url)};
+  /// Registers an item (in input order) and plans its outputs. Returns the job to run, or nothing
+  /// when the item is already done (resume) and was reported `skipped`.
+  std::optional<Job> plan(std::string input, bool is_path, std::pair<std::uint64_t, std::uint64_t> order,
+                          std::string original_name) {
+    ItemReport item;
+    item.input = input;
+    item.is_path = is_path;
+    Job job;
+    job.id = ledger_.add(std::move(item), order);
+    if (is_path)
+      job.path = input;
+    else
+      job.url = input;
+    // Names are claimed here, in input order, so the same input gives the same names every run.
+    job.name = names_.claim(original_name, input);
+    for (const Size& box : config_.thumbnail.sizes) {
+      const ImageFormat format = planned_format(job.name, config_.thumbnail.format);
+      job.thumbnails.push_back(
+          {box, format, names_.claim(thumbnail_name(job.name, box, several_sizes_, format), input + "\n" + to_string(box))});
+    }
+    if (!options_.force) {
+      std::vector<std::string> outputs;
+      if (options_.save_originals) outputs.push_back(job.name);
+      for (const auto& t : job.thumbnails) outputs.push_back(t.name);
+      // Files only ever appear under their final name complete (temporary + rename).
+      const bool all_there = std::all_of(outputs.begin(), outputs.end(),
+                                         [&](const std::string& name) { return std::filesystem::exists(options_.out / name); });
+      if (all_there) {
+        ledger_.finish(job.id, ItemStatus::skipped, "", "already done", std::move(outputs));
+        return std::nullopt;
+      }
+      job.original_on_disk = options_.save_originals && std::filesystem::exists(options_.out / job.name);
+    }
+    return job;
   }
 
   // --- sources ---------------------------------------------------------------------------------
 
   void build(const UrlListSource& source) {
     start_http();
+    listing_done_.store(true);
     auto urls = std::make_shared<std::vector<std::string>>(source.urls);
     auto next = std::make_shared<std::size_t>(0);
     downloads(graph_.source("source", [this, urls, next]() -> std::optional<Job> {
-      if (*next >= urls->size()) return std::nullopt;
-      const std::size_t n = (*next)++;
-      const std::size_t id = add_item((*urls)[n], false, {n, 0});
-      ledger_.bind(pixflow::ItemKey{n, 0}, id);
-      return url_job(id, (*urls)[n]);
+      while (*next < urls->size()) {
+        const std::size_t n = (*next)++;
+        const std::string& url = (*urls)[n];
+        if (auto job = plan(url, false, {n, 0}, name_from_url(url))) {
+          ledger_.bind(pixflow::ItemKey{n, 0}, job->id);
+          return job;
+        }
+      }
+      return std::nullopt;
     }).limit());
   }
 
@@ -235,35 +329,37 @@ class PipelineRun {
         })
             .limit(window)  // pages are asked for only as fast as they are fetched
             .io<Page>("fetch", config_.fetch_concurrency, [this](int page, pixflow::Completion<Page> done) {
-          fetch_page(page, std::move(done));
-        });
+              fetch_page(page, std::move(done));
+            });
     downloads(pages
                   .expand<Job>("list", pixflow::Concurrency(1),
                                [this](Page page, pixflow::Emitter<Job>& emit) -> pixflow::Result<void> {
-                                 list_page(page, emit);
+                                 list_in_order(std::move(page), emit);
                                  return pixflow::ok();
                                })
                   .limit());
   }
 
   void build(const FolderSource& source) {
+    listing_done_.store(true);
     auto files = list_image_folder(source.dir);
     if (!files) {
-      std::lock_guard lock(listing_mutex_);
-      listing_errors_.push_back({0, files.error().reason});
+      note_listing_error(0, files.error().reason);
       return;
     }
     auto list = std::make_shared<std::vector<std::filesystem::path>>(std::move(files).value());
     auto next = std::make_shared<std::size_t>(0);
     decode_and_write(
         graph_.source("source", [this, list, next]() -> std::optional<Job> {
-          if (*next >= list->size()) return std::nullopt;
-          const std::size_t n = (*next)++;
-          const auto& path = (*list)[n];
-          const std::size_t id = add_item(path.string(), true, {n, 0});
-          ledger_.bind(pixflow::ItemKey{n, 0}, id);
-          const std::string name = path.filename().string();
-          return Job{id, {}, path, names_.claim(sanitize_name(name), path.string())};
+          while (*next < list->size()) {
+            const std::size_t n = (*next)++;
+            const auto& path = (*list)[n];
+            if (auto job = plan(path.string(), true, {n, 0}, sanitize_name(path.filename().string()))) {
+              ledger_.bind(pixflow::ItemKey{n, 0}, job->id);
+              return job;
+            }
+          }
+          return std::nullopt;
         })
             .limit()
             .compute("read", config_.download.concurrency, [](Job job) -> pixflow::Result<Fetched> {
@@ -275,71 +371,100 @@ class PipelineRun {
 
   // --- the listing -------------------------------------------------------------------------------
 
-  /// Requests one gallery page, then the albums it names only by id; completes with all of it.
+  /// Requests one gallery page, then the albums it names only by id; completes with all of it. A page
+  /// that cannot be read still completes (with its error), so the listing order can move past it.
   void fetch_page(int page, pixflow::Completion<Page> done) {
-    http().submit(HttpRequest{gallery_page_url(query_, page), imgur_headers(query_)},
+    http_->submit(HttpRequest{gallery_page_url(query_, page), imgur_headers(query_)},
                   [this, page, done](HttpResponse response) {
-                    if (!response.ok()) {
-                      done(pixflow::Failure{"listing page " + std::to_string(page) + ": " + response.failure_reason()});
-                      return;
-                    }
+                    const std::string where = "listing page " + std::to_string(page) + ": ";
+                    if (!response.ok()) return done(Page{page, {}, where + response.failure_reason()});
                     const std::string_view text(reinterpret_cast<const char*>(response.body.data()), response.body.size());
                     auto parsed = parse_gallery_page(text);
-                    if (!parsed) {
-                      done(pixflow::Failure{"listing page " + std::to_string(page) + ": " + parsed.error().reason});
-                      return;
-                    }
+                    if (!parsed) return done(Page{page, {}, where + parsed.error().reason});
                     if (parsed->end) listing_ended_.store(true);
-                    expand_albums(Page{page, std::move(parsed).value()}, done);
+                    expand_albums(Page{page, std::move(parsed).value(), {}}, done);
                   });
   }
+
+  /// A page whose cover-only albums are being fetched, one after the other.
+  struct AlbumExpansion {
+    Page page;
+    std::vector<std::vector<ListedImage>> albums;  // images of albums_to_expand[0..], as fetched
+  };
 
   void expand_albums(Page page, pixflow::Completion<Page> done) {
-    if (page.listing.albums_to_expand.empty()) {
-      done(std::move(page));
-      return;
+    expand_next_album(std::make_shared<AlbumExpansion>(AlbumExpansion{std::move(page), {}}), std::move(done));
+  }
+
+  /// Fetches the next album of `state`, or, when all are in, puts each album's images where the album
+  /// was listed and completes the page.
+  void expand_next_album(std::shared_ptr<AlbumExpansion> state, pixflow::Completion<Page> done) {
+    GalleryPage& listing = state->page.listing;
+    const std::size_t i = state->albums.size();
+    if (i == listing.albums_to_expand.size()) {
+      for (std::size_t k = i; k-- > 0;) {  // last first, so earlier positions stay valid
+        auto& images = state->albums[k];
+        const auto at = listing.images.begin() + static_cast<std::ptrdiff_t>(listing.album_positions[k]);
+        listing.images.insert(at, std::make_move_iterator(images.begin()), std::make_move_iterator(images.end()));
+      }
+      return done(std::move(state->page));
     }
-    const std::string album = page.listing.albums_to_expand.back();
-    page.listing.albums_to_expand.pop_back();
-    auto shared = std::make_shared<Page>(std::move(page));
-    http().submit(HttpRequest{album_images_url(query_, album), imgur_headers(query_)},
-                  [this, shared, album, done](HttpResponse response) {
+    const std::string album = listing.albums_to_expand[i];
+    http_->submit(HttpRequest{album_images_url(query_, album), imgur_headers(query_)},
+                  [this, state, done, album](HttpResponse response) {
+                    std::vector<ListedImage> images;
+                    const std::string where = "album " + album + ": ";
                     if (!response.ok()) {
-                      note_listing_error(shared->number, "album " + album + ": " + response.failure_reason());
+                      note_listing_error(state->page.number, where + response.failure_reason());
                     } else {
                       const std::string_view text(reinterpret_cast<const char*>(response.body.data()), response.body.size());
-                      auto images = parse_album_images(text);
-                      if (images)
-                        std::move(images->begin(), images->end(), std::back_inserter(shared->listing.images));
+                      auto parsed = parse_album_images(text);
+                      if (parsed)
+                        images = std::move(parsed).value();
                       else
-                        note_listing_error(shared->number, "album " + album + ": " + images.error().reason);
+                        note_listing_error(state->page.number, where + parsed.error().reason);
                     }
-                    expand_albums(std::move(*shared), done);
+                    state->albums.push_back(std::move(images));
+                    expand_next_album(state, done);
                   });
   }
 
-  void note_listing_error(int page, std::string reason) {
-    std::lock_guard lock(listing_mutex_);
-    listing_errors_.push_back({page, std::move(reason)});
+  /// Lists pages in page order whatever order they arrive in, so items (and their names) come in
+  /// listing order. Only the serial `list` stage touches the waiting pages.
+  void list_in_order(Page page, pixflow::Emitter<Job>& emit) {
+    waiting_pages_.emplace(page.number, std::move(page));
+    while (!waiting_pages_.empty() && waiting_pages_.begin()->first == next_page_to_list_) {
+      list_page(waiting_pages_.begin()->second, emit);
+      waiting_pages_.erase(waiting_pages_.begin());
+      ++next_page_to_list_;
+    }
+    if (listing_ended_.load() && waiting_pages_.empty()) listing_done_.store(true);
   }
 
   /// Turns one page into items: skipped ones are reported at once, duplicates dropped, the rest emitted.
   void list_page(const Page& page, pixflow::Emitter<Job>& emit) {
+    if (!page.error.empty()) {
+      note_listing_error(page.number, page.error);
+      return;
+    }
     std::uint64_t position = 0;
     for (const auto& image : page.listing.images) {
       const std::pair<std::uint64_t, std::uint64_t> order{static_cast<std::uint64_t>(page.number), position++};
       if (!links_.first_time(image.link)) continue;
-      const std::size_t id = add_item(image.link, false, order);
       if (!image.skip_reason.empty()) {
-        ledger_.finish(id, ItemStatus::skipped, "fetch", image.skip_reason);
+        ItemReport item;
+        item.input = image.link;
+        ledger_.finish(ledger_.add(std::move(item), order), ItemStatus::skipped, "list", image.skip_reason);
         continue;
       }
-      ledger_.bind(emit.next_key(), id);
-      emit(url_job(id, image.link));
+      if (auto job = plan(image.link, false, order, name_from_url(image.link))) {
+        ledger_.bind(emit.next_key(), job->id);
+        emit(std::move(*job));
+      }
     }
   }
 
-  // --- download → decode → thumbnail → write -------------------------------------------------
+  // --- download → decode → thumbnail → [custom] → encode → write ---------------------------------
 
   void downloads(pixflow::Stream<Job> jobs) {
     decode_and_write(jobs.io<Fetched>("download", config_.download.concurrency,
@@ -347,8 +472,15 @@ class PipelineRun {
   }
 
   void download(Job job, pixflow::Completion<Fetched> done) {
+    if (job.original_on_disk) {
+      // Resume: the original was written by an earlier run (atomically, so it is complete).
+      auto bytes = read_whole_file(options_.out / job.name);
+      if (bytes) return done(Fetched{std::move(job), std::move(bytes).value()});
+      job.original_on_disk = false;
+    }
     std::string url = job.url;
-    http().submit(HttpRequest{std::move(url), {}}, [job = std::move(job), done](HttpResponse response) mutable {
+    http_->submit(HttpRequest{std::move(url), {}}, [this, job = std::move(job), done](HttpResponse response) mutable {
+      ledger_.set_attempts(job.id, response.attempts);
       if (!response.ok()) return done(pixflow::Failure{response.failure_reason()});
       if (response.body.empty()) return done(pixflow::Failure{"empty body"});
       if (sniff_format(response.body) == ImageFormat::unknown) {
@@ -360,34 +492,52 @@ class PipelineRun {
   }
 
   void decode_and_write(pixflow::Stream<Fetched> fetched) {
+    auto rendered =
+        fetched
+            .compute("decode", config_.decode_concurrency,
+                     [this](Fetched item) -> pixflow::Result<Decoded> {
+                       auto image = decode_image(item.bytes, box_);
+                       if (!image) return pixflow::Failure{image.error().reason};
+                       // An original read back from OUT (resume) is not written again.
+                       const bool write_original = options_.save_originals && !item.job.original_on_disk;
+                       Bytes original = write_original ? std::move(item.bytes) : Bytes{};
+                       return Decoded{std::move(item.job), std::move(original), std::move(image).value()};
+                     })
+            .compute("thumbnail", config_.thumbnail.concurrency, [](Decoded item) -> pixflow::Result<Rendered> {
+              // One decode feeds every requested size.
+              Rendered out{std::move(item.job), std::move(item.original), {}};
+              out.set.input = out.job.url.empty() ? out.job.path.string() : out.job.url;
+              for (const auto& planned : out.job.thumbnails)
+                out.set.thumbnails.push_back(
+                    {planned.box, make_thumbnail(item.image.pixels, planned.box), planned.format, planned.name});
+              return out;
+            });
+    for (const auto& stage : options_.stages) {
+      rendered = rendered.compute(stage.name, stage.concurrency, [body = stage.body](Rendered item) -> pixflow::Result<Rendered> {
+        auto result = body(item.set);
+        if (!result) return std::move(result).failure();
+        return item;
+      });
+    }
     const EncodeOptions encode{config_.thumbnail.jpeg_quality, config_.thumbnail.webp_quality, config_.thumbnail.png_compression};
-    fetched
-        .compute("decode", config_.decode_concurrency,
-                 [this](Fetched item) -> pixflow::Result<Decoded> {
-                   auto image = decode_image(item.bytes, box_);
-                   if (!image) return pixflow::Failure{image.error().reason};
-                   Bytes original = options_.save_originals ? std::move(item.bytes) : Bytes{};
-                   return Decoded{std::move(item.job), std::move(original), std::move(image).value()};
-                 })
-        .compute("thumbnail", config_.thumbnail.concurrency,
-                 [this, encode](Decoded item) -> pixflow::Result<Rendered> {
-                   // One decode feeds every requested size.
-                   Rendered out{std::move(item.job), std::move(item.original), {}};
-                   const ImageFormat format = output_format(item.image.source_format, config_.thumbnail.format);
-                   for (const Size& box : config_.thumbnail.sizes) {
-                     auto bytes = encode_image(make_thumbnail(item.image.pixels, box), format, encode);
+    rendered
+        .compute("encode", config_.thumbnail.concurrency,
+                 [encode](Rendered item) -> pixflow::Result<Encoded> {
+                   Encoded out{std::move(item.job), std::move(item.original), {}};
+                   for (const auto& t : item.set.thumbnails) {
+                     auto bytes = encode_image(t.pixels, t.format, encode);
                      if (!bytes) return pixflow::Failure{bytes.error().reason};
-                     std::string name = names_.claim(thumbnail_name(out.job.name, box, several_sizes_, format),
-                                                     out.job.name + "\n" + to_string(box));
-                     out.thumbnails.emplace_back(std::move(name), std::move(bytes).value());
+                     out.thumbnails.emplace_back(t.name, std::move(bytes).value());
                    }
                    return out;
                  })
-        .sink("write", config_.write_concurrency, [this](Rendered item) -> pixflow::Result<void> {
+        .sink("write", config_.write_concurrency, [this](Encoded item) -> pixflow::Result<void> {
           std::vector<std::string> outputs;
           if (options_.save_originals) {
-            auto written = write_file_atomically(options_.out, item.job.name, item.original);
-            if (!written) return pixflow::Failure{written.error().reason};
+            if (!item.job.original_on_disk) {
+              auto written = write_file_atomically(options_.out, item.job.name, item.original);
+              if (!written) return pixflow::Failure{written.error().reason};
+            }
             outputs.push_back(item.job.name);
           }
           for (const auto& [name, bytes] : item.thumbnails) {
@@ -408,7 +558,10 @@ class PipelineRun {
   Ledger ledger_;
   NameRegistry names_;
   LinkDeduplicator links_;
-  std::atomic<bool> listing_ended_{false};
+  std::atomic<bool> listing_ended_{false};  // a page came back empty: ask for no more
+  std::atomic<bool> listing_done_{false};   // every item is known
+  std::map<int, Page> waiting_pages_;       // list stage only
+  int next_page_to_list_ = 0;               // list stage only
   std::mutex listing_mutex_;
   std::vector<ListingError> listing_errors_;
   pixflow::Graph graph_;

@@ -41,6 +41,7 @@ nlohmann::json to_json(const PipelineReport& report) {
     if (item.status == ItemStatus::failed || item.status == ItemStatus::skipped) entry["reason"] = item.reason;
     if (!item.stage.empty()) entry["stage"] = item.stage;
     entry["outputs"] = item.outputs;
+    if (item.attempts > 0) entry["attempts"] = item.attempts;
     items.push_back(std::move(entry));
   }
   nlohmann::json nodes = nlohmann::json::object();

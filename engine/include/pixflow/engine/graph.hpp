@@ -36,8 +36,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <type_traits>
+#include <vector>
 #include <utility>
 
 #include "pixflow/engine/concurrency.hpp"
@@ -53,6 +55,11 @@ struct GraphOptions {
   std::size_t max_in_flight = 64;   ///< items alive at once behind `Stream::limit()`
   double timeout_s = 0;             ///< cancel the run after this long; 0 = never
   bool stop_on_interrupt = false;   ///< cancel on SIGINT/SIGTERM (see install_interrupt_handler)
+  std::stop_token stop{};           ///< cancel when a stop is requested (from any thread)
+  /// Called every `progress_interval_s` during the run, from a watchdog thread, with the live figures
+  /// of every node (NodeReport::active / queued are the current values).
+  std::function<void(const std::vector<NodeReport>&)> on_progress{};
+  double progress_interval_s = 0.5;
 };
 
 template <class T>
@@ -85,6 +92,8 @@ class Graph {
   void cancel(const std::string& reason = "cancelled");
   [[nodiscard]] bool cancelled() const noexcept;
   [[nodiscard]] const GraphOptions& options() const noexcept { return options_; }
+  /// The figures of every node now (thread-safe; also during the run).
+  [[nodiscard]] std::vector<NodeReport> snapshot() const;
   /// The number of worker threads the graph runs on.
   [[nodiscard]] std::size_t threads() const noexcept;
 

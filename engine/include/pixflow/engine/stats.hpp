@@ -28,6 +28,8 @@ struct NodeReport {
   double busy_s = 0;             ///< body time summed over items (for I/O: operation time, start to completion)
   std::size_t peak_active = 0;   ///< most bodies (or I/O operations) running at one moment
   std::size_t peak_queue = 0;    ///< most items waiting in front of this node at one moment
+  std::size_t active = 0;        ///< bodies (or I/O operations) running at the moment of the report
+  std::size_t queued = 0;        ///< items waiting in front of this node at the moment of the report
 };
 
 /// The whole run.

@@ -62,6 +62,8 @@ struct ListedImage {
 struct GalleryPage {
   std::vector<ListedImage> images;            ///< in document order; albums with images[] expanded in place
   std::vector<std::string> albums_to_expand;  ///< ids of albums listed without images[] (fetch album_images_url)
+  /// For each of albums_to_expand: the index in `images` where its images belong (listing order).
+  std::vector<std::size_t> album_positions;
   bool end = false;                           ///< `data` was an empty array: no more pages
 };
 

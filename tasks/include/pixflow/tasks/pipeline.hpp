@@ -4,8 +4,9 @@
 /// the tasks as engine stages, run on one graph.
 ///
 /// ```
-/// pages ─▶ fetch (io) ─▶ list (expand) ─▶ limit(max_in_flight) ─▶ download (io) ─▶ decode ─▶ thumbnail ─▶ write
-///  (gallery only)                          urls / files enter here   (folder: read)
+/// pages ─▶ limit(fetch) ─▶ fetch (io) ─▶ list ─▶ limit(max_in_flight) ─▶ download (io) ─▶ decode ─▶ thumbnail
+///  (gallery only)                     urls / files enter the limit here   (folder: read)          │
+///                                    write (atomic) ◀── encode ◀── [your stages, e.g. a watermark] ◀┘
 /// ```
 /// The I/O stages run on one HTTP loop thread (libcurl multi) and bound the transfers in flight; the
 /// compute stages use every core. Failed items are reported with their reason; the run goes on.
@@ -18,13 +19,20 @@
 /// PipelineReport report = run_pipeline(UrlListSource{{"https://i.imgur.com/abc.jpg"}}, options);
 /// std::cout << report.count(ItemStatus::ok) << " done\n";
 /// @endcode
+#include <opencv2/core/mat.hpp>
+
 #include <filesystem>
 #include <functional>
+#include <stop_token>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "pixflow/engine/concurrency.hpp"
+#include "pixflow/engine/result.hpp"
+#include "pixflow/engine/stats.hpp"
 #include "pixflow/tasks/config.hpp"
+#include "pixflow/tasks/image_types.hpp"
 #include "pixflow/tasks/imgur.hpp"
 #include "pixflow/tasks/report.hpp"
 
@@ -44,17 +52,68 @@ struct FolderSource {
 };
 using Source = std::variant<GallerySource, UrlListSource, FolderSource>;
 
+/// One thumbnail before it is encoded: what a custom stage sees and may change.
+struct Thumbnail {
+  Size box;              ///< the box it was fitted into
+  cv::Mat pixels;        ///< 8-bit BGR or BGRA, already fitted
+  ImageFormat format;    ///< what it will be encoded as
+  std::string name;      ///< its file name in OUT
+};
+/// Every thumbnail of one input image.
+struct ThumbnailSet {
+  std::string input;     ///< the URL or the path
+  std::vector<Thumbnail> thumbnails;
+};
+
+/// A stage of your own between thumbnail and encode (a watermark, a filter). Return a Failure to fail
+/// the item with that reason; the run goes on.
+///
+/// @code
+/// pixflow::tasks::CustomStage gray{"grayscale", pixflow::Concurrency::unlimited(),
+///   [](pixflow::tasks::ThumbnailSet& set) -> pixflow::Result<void> {
+///     for (auto& t : set.thumbnails) cv::cvtColor(t.pixels, t.pixels, cv::COLOR_BGR2GRAY);
+///     return pixflow::ok();
+///   }};
+/// options.stages.push_back(gray);
+/// @endcode
+struct CustomStage {
+  std::string name;
+  pixflow::Concurrency concurrency = pixflow::Concurrency::unlimited();
+  std::function<pixflow::Result<void>(ThumbnailSet&)> body;
+};
+
+/// Where a run stands, for progress lines.
+struct Progress {
+  std::size_t listed = 0;    ///< items known so far (grows while a gallery is listed)
+  std::size_t ok = 0, failed = 0, skipped = 0;
+  bool listing_done = false; ///< `listed` is final
+  double elapsed_s = 0;
+  std::vector<pixflow::NodeReport> nodes;  ///< live: active/queued per node
+};
+
 struct PipelineOptions {
   PipelineConfig config;
   std::filesystem::path out;       ///< created if missing
   bool save_originals = true;      ///< also write each downloaded original as OUT/<name>
+  /// Redo items whose outputs already exist. Without it, an item whose outputs are all in OUT is
+  /// `skipped` ("already done"), and one whose original is there is thumbnailed from that file.
+  bool force = false;
   bool stop_on_interrupt = false;  ///< cancel cleanly on Ctrl-C (install_interrupt_handler first)
+  std::stop_token stop;            ///< cancel cleanly when a stop is requested, from any thread
+  std::vector<CustomStage> stages; ///< run in order between thumbnail and encode
   /// Called once per item when it is finished (ok, failed or skipped), from any thread, one call at a time.
   std::function<void(const ItemReport&)> on_item;
+  /// Called about every `progress_interval_s` during the run, from a watchdog thread.
+  std::function<void(const Progress&)> on_progress;
+  double progress_interval_s = 0.5;
 };
 
-/// Runs the pipeline to the end (or until cancelled by timeout/interrupt). Never throws for a bad item;
-/// throws std::runtime_error only when the output folder cannot be created.
+/// Runs the pipeline to the end (or until cancelled by timeout, interrupt or `stop`). Never throws for
+/// a bad item; throws std::runtime_error only when the output folder cannot be created.
+///
+/// Thumbnail formats: `format: same` keeps the format the file's name says (.jpg/.jpeg, .png, .webp);
+/// other names (.gif, .bmp, .tif, none) get PNG. Names are planned when an item is listed, in input
+/// order, so the same input gives the same names in every run (what resuming relies on).
 PipelineReport run_pipeline(const Source& source, const PipelineOptions& options);
 
 }  // namespace pixflow::tasks

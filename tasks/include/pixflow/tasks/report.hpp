@@ -32,6 +32,7 @@ struct ItemReport {
   std::string stage;                 ///< where it failed ("download", "decode", ...)
   std::string reason;                ///< why it failed or was skipped
   std::vector<std::string> outputs;  ///< files written, relative to the output folder
+  int attempts = 0;                  ///< HTTP attempts for a downloaded item (0: not downloaded)
 };
 
 /// A listing page that could not be read.

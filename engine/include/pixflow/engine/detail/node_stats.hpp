@@ -56,6 +56,8 @@ class NodeStats {
     r.busy_s = static_cast<double>(busy_ns_.load()) / 1e9;
     r.peak_active = peak_active_.load();
     r.peak_queue = peak_queue_.load();
+    r.active = active_.load();
+    r.queued = queued_.load();
     return r;
   }
 
