@@ -2,6 +2,9 @@
 // clean failures, stale temporaries.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -168,12 +171,21 @@ TEST_CASE("write_file_atomically never shows a partial file under the final name
 
 TEST_CASE("remove_stale_temporaries removes only leftover temporaries", "[write]") {
   const TempDir dir;
-  for (const char* name : {".pixflow-tmp-1", ".pixflow-tmp-2-abc", ".pixflow-tmp-"}) std::ofstream(dir / name) << "partial";
+  // A process that has ended: its temporaries are leftovers.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  REQUIRE(child > 0);
+  ::waitpid(child, nullptr, 0);
+  const std::string dead = ".pixflow-tmp-" + std::to_string(child) + "-abc-1";
+  const std::string mine = ".pixflow-tmp-" + std::to_string(::getpid()) + "-abc-1";
+  for (const std::string& name : {std::string(".pixflow-tmp-1"), dead, std::string(".pixflow-tmp-"), mine})
+    std::ofstream(dir / name) << "partial";
   std::ofstream(dir / "keep.jpg") << "done";
   std::ofstream(dir / ".pixflow-other") << "not ours";
   fs::create_directories(dir / ".pixflow-tmp-folder");
   CHECK(remove_stale_temporaries(dir.path()) == 3);
-  CHECK(names_in(dir.path()) == std::vector<std::string>{".pixflow-other", ".pixflow-tmp-folder", "keep.jpg"});
+  // A temporary of a running writer (here this process) is left alone.
+  CHECK(names_in(dir.path()) == std::vector<std::string>{".pixflow-other", mine, ".pixflow-tmp-folder", "keep.jpg"});
   CHECK(remove_stale_temporaries(dir.path()) == 0);
   CHECK(remove_stale_temporaries(dir / "missing") == 0);
 }

@@ -1,4 +1,5 @@
 // pixflow — download image galleries and make thumbnails, in one work-stealing flow graph.
+// (enqueue / worker / status spread one gallery over many machines through Redis: queue_commands.hpp)
 //
 //   gallery:  pages ─▶ fetch (io, ≤2 pages) ─▶ list ─┐
 //   urls:     url list ──────────────────────────────┼─▶ limit(max_in_flight) ─▶ download (io, ≤32 transfers)
@@ -25,6 +26,8 @@
 #include <pixflow/tasks/config.hpp>
 #include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/sources.hpp>
+
+#include "queue_commands.hpp"
 
 namespace {
 
@@ -192,12 +195,16 @@ int main(int argc, char** argv) {
   thumbs->add_option("dir", folder, "Folder of images")->required();
   add_common_options(*thumbs, common);
 
+  QueueCommandState queue_state;
+  add_queue_commands(app, queue_state);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? exit_ok : exit_usage;
   }
+  if (auto code = run_queue_command(queue_state)) return *code;
 
   PipelineConfig config;
   try {

@@ -225,6 +225,9 @@ PipelineConfig parse_config(const json& document, PipelineConfig defaults) {
          concurrency_node("write", c.write_concurrency),
        });
      }},
+    // The queue settings of `pixflow worker` share the file; they are read and checked by
+    // parse_queue_config (queue.hpp), so one config serves local runs and workers.
+    {"redis", [](const json&, const pointer&) {}},
   });
   return c;
 }

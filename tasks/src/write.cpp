@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <charconv>
+#include <cerrno>
+#include <csignal>
 #include <string>
 #include <system_error>
 
@@ -109,6 +112,19 @@ Expected<std::filesystem::path> write_file_atomically(const std::filesystem::pat
   return target;
 }
 
+namespace {
+/// True unless `name` is a temporary of a process that is still running (another run may be writing
+/// into the same folder: a second worker, or a second pipeline in this process).
+bool writer_is_gone(std::string_view name) {
+  name.remove_prefix(temporary_prefix.size());
+  int pid = 0;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+  if (ec != std::errc{} || end == name.data() + name.size() || *end != '-' || pid <= 0) return true;
+  if (pid == ::getpid()) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+}  // namespace
+
 std::size_t remove_stale_temporaries(const std::filesystem::path& dir) {
   std::size_t removed = 0;
   std::error_code ec;
@@ -116,7 +132,8 @@ std::size_t remove_stale_temporaries(const std::filesystem::path& dir) {
   if (ec) return 0;
   for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     const std::filesystem::directory_entry& entry = *it;
-    if (!entry.path().filename().string().starts_with(temporary_prefix)) continue;
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with(temporary_prefix) || !writer_is_gone(name)) continue;
     std::error_code entry_ec;
     if (!entry.is_regular_file(entry_ec) && !entry.is_symlink(entry_ec)) continue;
     if (std::filesystem::remove(entry.path(), entry_ec)) ++removed;

@@ -32,8 +32,9 @@ constexpr std::string_view temporary_prefix = ".pixflow-tmp-";
 Expected<std::filesystem::path> write_file_atomically(const std::filesystem::path& dir, std::string_view name,
                                                       std::span<const std::uint8_t> bytes);
 
-/// Removes leftover temporary_prefix* regular files in `dir` (after a crash); returns how many were
-/// removed. Call before a run starts, not while another writer uses the folder. A missing dir counts 0.
+/// Removes leftover temporary_prefix* regular files in `dir` (after a crash or kill -9) whose writing
+/// process is gone (the pid is part of the name), so runs and workers sharing a folder never remove
+/// each other's files in progress; returns how many were removed. A missing dir counts 0.
 std::size_t remove_stale_temporaries(const std::filesystem::path& dir);
 
 }  // namespace pixflow::tasks
