@@ -1,7 +1,7 @@
 # The install-and-consume test (cmake -P): installs this build into a fresh prefix, checks the layout,
 # then configures and builds apps/embed as an outside project against it (find_package(pixflow) through
 # CMAKE_PREFIX_PATH only) and runs it on the sample photos (check_embed.py).
-# Variables (-D): BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER LAUNCHER BUILD_TYPE SANITIZE VERSION
+# Variables (-D): BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER LAUNCHER BUILD_TYPE SANITIZE_FLAGS VERSION
 #                 PYTHON
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE out)
@@ -32,16 +32,16 @@ foreach(app IN ITEMS pixflow primes)
   endif()
 endforeach()
 
-# The outside project: the same compiler, build type and (in the asan/tsan presets) sanitizer as this
-# build, so the embed binary can link the instrumented libraries and is instrumented itself.
+# The outside project: the same compiler, build type and (in the asan/tsan presets) sanitizer flags as
+# this build, so the embed binary can link the instrumented libraries and is instrumented itself.
 set(configure ${CMAKE_COMMAND} -S ${SOURCE_DIR}/apps/embed -B ${WORK_DIR}/build -G ${GENERATOR}
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
 if(LAUNCHER)
   list(APPEND configure -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
 endif()
-if(SANITIZE)
-  list(APPEND configure "-DCMAKE_CXX_FLAGS=-fsanitize=${SANITIZE} -fno-omit-frame-pointer")
+if(SANITIZE_FLAGS)
+  list(APPEND configure "-DCMAKE_CXX_FLAGS=${SANITIZE_FLAGS}")
 endif()
 message(STATUS "configure apps/embed against ${prefix}")
 run(${configure})
