@@ -212,10 +212,12 @@ TEST_CASE("max_in_flight bounds the items alive behind the limiter", "[graph]") 
 
 TEST_CASE("an I/O stage with many slow operations does not stop compute stages", "[graph]") {
   // One thread only. The first 8 operations complete at once; every later one is held by the service
-  // until the compute stage has processed those 8. A blocking download would hold the only thread and
-  // the run would never end (the timeout would cancel it); with an async I/O stage it completes.
+  // until the compute stage has processed those 8 and 16 later operations are in flight together. A
+  // blocking download would hold the only thread and the run would never end (the timeout would cancel
+  // it); with an async I/O stage it completes.
   Service service;
   std::atomic<int> computed{0};
+  std::atomic<int> started{0};
   const int items = 48;
   pixflow::Graph graph({.threads = 1, .max_in_flight = 64, .timeout_s = 20});
   graph.on_cancel([&] { service.cancel_all([](Service::Op& op) { op(); }); });
@@ -223,7 +225,9 @@ TEST_CASE("an I/O stage with many slow operations does not stop compute stages",
       .limit()
       .io<int>("download", pixflow::Concurrency(16),
                [&](int v, pixflow::Completion<int> done) {
-                 service.submit([&, v] { return v < 8 || computed.load() >= 8; }, [done, v] { done(v * 10); });
+                 ++started;
+                 service.submit([&, v] { return v < 8 || (computed.load() >= 8 && started.load() >= 24); },
+                                [done, v] { done(v * 10); });
                })
       .compute("decode", pixflow::Concurrency::unlimited(),
                [&](int v) -> pixflow::Result<int> {
