@@ -357,3 +357,22 @@ TEST_CASE("load_config reads a file and names it in errors", "[config]") {
     CHECK(c.max_in_flight == 8);
   }
 }
+
+TEST_CASE("command-line overrides replace the file's values and name the option at fault", "[config]") {
+  PipelineConfig file;
+  file.threads = 3;
+  file.thumbnail.sizes = {{64, 64}};
+  const PipelineConfig merged = apply_overrides(file, pixflow::tasks::ConfigOverrides{{"128x96", "300x300"}, "webp", std::size_t{1}});
+  CHECK(merged.threads == 1);
+  CHECK(merged.thumbnail.sizes == std::vector<Size>{{128, 96}, {300, 300}});
+  CHECK(merged.thumbnail.format == ImageFormat::webp);
+  CHECK(apply_overrides(file, pixflow::tasks::ConfigOverrides{}) == file);
+  try {
+    (void)apply_overrides(file, pixflow::tasks::ConfigOverrides{{"12x"}, "", std::nullopt});
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK(e.path() == "--size");
+    CHECK(std::string(e.what()) == "--size: expected WxH with both > 0, got \"12x\"");
+  }
+  CHECK_THROWS_AS(apply_overrides(file, pixflow::tasks::ConfigOverrides{{}, "tiff", std::nullopt}), ConfigError);
+}

@@ -65,21 +65,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
 /// The config file merged with the command-line overrides. Throws ConfigError naming what is wrong.
 PipelineConfig effective_config(const CommonOptions& common) {
   PipelineConfig config = common.config_file.empty() ? PipelineConfig{} : load_config(common.config_file);
-  if (!common.sizes.empty()) {
-    config.thumbnail.sizes.clear();
-    for (const auto& text : common.sizes) {
-      auto size = parse_size(text);
-      if (!size) throw ConfigError("--size", "expected WxH with both > 0, got \"" + text + "\"");
-      config.thumbnail.sizes.push_back(*size);
-    }
-  }
-  if (!common.format.empty()) {
-    auto format = parse_format(common.format);
-    if (!format) throw ConfigError("--format", "expected same|jpg|png|webp, got \"" + common.format + "\"");
-    config.thumbnail.format = *format;
-  }
-  if (common.threads) config.threads = *common.threads;
-  return config;
+  return apply_overrides(std::move(config), ConfigOverrides{common.sizes, common.format, common.threads});
 }
 
 std::string seconds(double s) {

@@ -129,21 +129,7 @@ void warn_about_shared_names(const std::vector<std::string>& urls) {
 }
 
 PipelineConfig with_overrides(PipelineConfig config, const QueueCommandState& state) {
-  if (!state.sizes.empty()) {
-    config.thumbnail.sizes.clear();
-    for (const auto& text : state.sizes) {
-      auto size = parse_size(text);
-      if (!size) throw ConfigError("--size", "expected WxH with both > 0, got \"" + text + "\"");
-      config.thumbnail.sizes.push_back(*size);
-    }
-  }
-  if (!state.format.empty()) {
-    auto format = parse_format(state.format);
-    if (!format) throw ConfigError("--format", "expected same|jpg|png|webp, got \"" + state.format + "\"");
-    config.thumbnail.format = *format;
-  }
-  if (state.threads) config.threads = *state.threads;
-  return config;
+  return apply_overrides(std::move(config), ConfigOverrides{state.sizes, state.format, state.threads});
 }
 
 int run_enqueue(const QueueCommandState& state, const RedisAddress& address, const WorkerConfig& config) {

@@ -119,12 +119,6 @@ std::string media_type(const char* content_type) {
   return to_lower(v.substr(first, last - first + 1));
 }
 
-/// Whole seconds for CURLOPT_LOW_SPEED_TIME: at least 1, 0 when stall detection is off.
-long stall_seconds(double stall_timeout_s) {
-  if (!(stall_timeout_s > 0)) return 0;
-  return std::max(1L, static_cast<long>(std::ceil(stall_timeout_s)));
-}
-
 Clock::duration to_duration(double seconds) {
   return std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(std::clamp(seconds, 0.0, kMaxWaitSeconds)));
@@ -205,6 +199,11 @@ struct Transfer {
   std::size_t max_bytes = 0;
   bool too_large = false;
   bool out_of_memory = false;
+  bool stalled = false;                 // aborted by on_progress: no data for stall_after
+  bool responding = false;              // the response has begun (a header line arrived)
+  Clock::duration stall_after{};        // 0: no stall detection
+  curl_off_t last_received = -1;        // bytes received when progress was last seen
+  Clock::time_point last_progress{};    // when bytes last arrived (or the attempt started)
   bool counted = false;  // holds one of its host's running slots
   int attempts = 0;      // attempts started
   long last_status = 0;  // status of the last completed attempt, for a retry cancelled while it waits
@@ -217,9 +216,40 @@ struct Transfer {
     body = {};
     too_large = false;
     out_of_memory = false;
+    stalled = false;
+    responding = false;
+    last_received = -1;
+    last_progress = Clock::now();
     errbuf[0] = '\0';
   }
 };
+
+/// CURLOPT_HEADERFUNCTION: the response has begun; header lines count as data for the stall check.
+std::size_t on_header(char* /*data*/, std::size_t size, std::size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  t->responding = true;
+  t->last_progress = Clock::now();
+  return size * count;
+}
+
+/// CURLOPT_XFERINFOFUNCTION: aborts a response that sent nothing for stall_after, counted from its
+/// last byte (header or body). Before the response begins, connect_timeout_s and timeout_s apply.
+/// (curl's own LOW_SPEED check averages over ~5 s, so a 1 s limit would end as "timed out" instead.)
+int on_progress(void* user, curl_off_t /*dltotal*/, curl_off_t dlnow, curl_off_t /*ultotal*/, curl_off_t /*ulnow*/) {
+  auto* t = static_cast<Transfer*>(user);
+  if (!t->responding) return 0;
+  const auto now = Clock::now();
+  if (dlnow != t->last_received) {
+    t->last_received = dlnow;
+    t->last_progress = now;
+    return 0;
+  }
+  if (t->stall_after > Clock::duration::zero() && now - t->last_progress > t->stall_after) {
+    t->stalled = true;
+    return 1;  // CURLE_ABORTED_BY_CALLBACK
+  }
+  return 0;
+}
 
 /// CURLOPT_WRITEFUNCTION: append to the body, refusing to grow past max_bytes (returning less than given
 /// makes curl abort the transfer with CURLE_WRITE_ERROR).
@@ -252,7 +282,6 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
 struct HttpClient::Impl {
   explicit Impl(HttpOptions o)
       : options(std::move(o)),
-        stall_s(stall_seconds(options.stall_timeout_s)),
         rate_interval(options.rate_per_host > 0 ? to_duration(1.0 / options.rate_per_host) : Clock::duration::zero()),
         rng(std::random_device{}()) {}
   ~Impl() {
@@ -262,7 +291,6 @@ struct HttpClient::Impl {
   Impl& operator=(const Impl&) = delete;
 
   const HttpOptions options;
-  const long stall_s;
   const Clock::duration rate_interval;  // minimum spacing of starts to one host; zero: unlimited
   CURLM* multi = nullptr;
   std::thread loop;
@@ -527,9 +555,14 @@ bool HttpClient::Impl::configure(CURL* e, Transfer& t) {
   set(curl_easy_setopt(e, CURLOPT_USERAGENT, options.user_agent.c_str()));
   set(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_millis(options.connect_timeout_s)));
   set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_millis(options.timeout_s)));
-  if (stall_s > 0) {
-    set(curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L));
-    set(curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s));
+  if (options.stall_timeout_s > 0) {
+    t.stall_after = to_duration(options.stall_timeout_s);
+    t.last_progress = Clock::now();
+    set(curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L));
+    set(curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, &on_progress));
+    set(curl_easy_setopt(e, CURLOPT_XFERINFODATA, static_cast<void*>(&t)));
+    set(curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header));
+    set(curl_easy_setopt(e, CURLOPT_HEADERDATA, static_cast<void*>(&t)));
   }
   if (options.max_bytes != 0 &&
       options.max_bytes <= static_cast<std::size_t>(std::numeric_limits<curl_off_t>::max()))
@@ -551,13 +584,14 @@ bool HttpClient::Impl::collect_finished() {
   while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
     if (msg->msg != CURLMSG_DONE) continue;
     CURL* e = msg->easy_handle;
-    const CURLcode code = msg->data.result;  // read before remove_handle invalidates msg
+    CURLcode code = msg->data.result;  // read before remove_handle invalidates msg
     auto it = running.find(e);
     if (it == running.end()) continue;
     std::unique_ptr<Transfer> t = std::move(it->second);
     running.erase(it);
     curl_multi_remove_handle(multi, e);
     any = true;
+    if (code == CURLE_ABORTED_BY_CALLBACK && t->stalled) code = CURLE_OPERATION_TIMEDOUT;  // our stall check
 
     HttpResponse r;
     r.url = t->request.url;
@@ -592,6 +626,9 @@ bool HttpClient::Impl::collect_finished() {
 std::string HttpClient::Impl::describe(CURLcode code, const Transfer& t, long status) const {
   const std::string curl_message = t.errbuf[0] != '\0' ? std::string(t.errbuf.data()) : curl_easy_strerror(code);
   const std::string too_large = "too large (> " + std::to_string(options.max_bytes) + " bytes)";
+  char stall_text[32];
+  std::snprintf(stall_text, sizeof stall_text, "%g", options.stall_timeout_s);
+  const std::string stalled_reason = std::string("stalled (no data for ") + stall_text + " s)";
   switch (code) {
     case CURLE_OK:
       return {};
@@ -602,8 +639,7 @@ std::string HttpClient::Impl::describe(CURLcode code, const Transfer& t, long st
     case CURLE_FILESIZE_EXCEEDED:
       return too_large;
     case CURLE_OPERATION_TIMEDOUT: {
-      if (curl_message.find("too slow") != std::string::npos)
-        return "stalled (no data for " + std::to_string(stall_s) + " s)";
+      if (t.stalled || curl_message.find("too slow") != std::string::npos) return stalled_reason;
       curl_off_t connect_us = 0;
       curl_easy_getinfo(t.easy, CURLINFO_CONNECT_TIME_T, &connect_us);
       if (status == 0 && connect_us == 0) return "cannot connect: timed out";

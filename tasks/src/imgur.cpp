@@ -57,7 +57,7 @@ Expected<json> envelope_data(std::string_view text) {
   json document;
   try {
     document = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
     return Error{"malformed listing: " + json_error_text(e)};
   }
   if (!document.is_object()) return Error{"malformed listing: not a json object"};

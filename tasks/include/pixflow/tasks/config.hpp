@@ -28,6 +28,7 @@
 /// @endcode
 #include <cstddef>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -129,6 +130,17 @@ PipelineConfig parse_config(const nlohmann::json& document, PipelineConfig defau
 /// cannot be read ("cannot read: No such file or directory"), on a syntax error (with line and
 /// column), or for any error parse_config reports.
 PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig defaults = {});
+
+/// Command-line values that override a config file (`--size`, `--format`, `--threads`); empty = keep.
+struct ConfigOverrides {
+  std::vector<std::string> sizes;      ///< "WxH" each; replaces the whole list
+  std::string format;                  ///< same|jpg|png|webp
+  std::optional<std::size_t> threads;
+};
+
+/// `config` with `overrides` applied. Throws ConfigError naming the option ("--size: expected WxH
+/// with both > 0, got \"12x\"").
+PipelineConfig apply_overrides(PipelineConfig config, const ConfigOverrides& overrides);
 
 /// The effective config, every key present, in the shape of the file (for `--dump-config`).
 /// parse_config(to_json(c)) == c.

@@ -41,7 +41,7 @@ struct HttpOptions {
   std::size_t per_host = 16;           ///< transfers (and connections) running at once to one host:port
   double connect_timeout_s = 10;       ///< connecting, per attempt (0: curl's default)
   double timeout_s = 120;              ///< whole transfer, counted from its start, not queue time (0: none)
-  double stall_timeout_s = 30;         ///< fail when under 1 byte/s for this long (whole seconds, at least 1; 0: off)
+  double stall_timeout_s = 30;         ///< fail when a response sends no byte for this long (checked about every second; 0: off)
   std::size_t max_bytes = 64u << 20;   ///< body size cap, checked on Content-Length and while streaming (0: none)
   long max_redirects = 5;              ///< redirects followed before "too many redirects"
   std::string user_agent = "pixflow/0.1";
