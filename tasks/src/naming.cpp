@@ -175,7 +175,9 @@ std::string NameRegistry::claim(std::string_view name, std::string_view key) {
   std::string candidate = wanted;
   const auto [stem, ext] = split_extension(wanted);
   for (unsigned long long n = 2; taken_.contains(ascii_lower(candidate)); ++n) {
-    candidate = join_within_limit(stem, "-" + std::to_string(n), ext);
+    std::string suffix = std::to_string(n);
+    suffix.insert(suffix.begin(), '-');  // not "-" + to_string(n): GCC 12 -O2 warns (-Wrestrict, PR105651)
+    candidate = join_within_limit(stem, suffix, ext);
   }
   taken_.insert(ascii_lower(candidate));
   by_key_.emplace(std::string(key), candidate);

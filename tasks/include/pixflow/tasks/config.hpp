@@ -60,7 +60,7 @@ struct DownloadConfig {
 /// `/nodes/thumbnail/...`: resize and encode (one decode makes every size).
 struct ThumbnailConfig {
   pixflow::Concurrency concurrency = pixflow::Concurrency::unlimited();
-  std::vector<Size> sizes{{128, 128}};   ///< boxes, non-empty, no duplicates; written "WxH"
+  std::vector<Size> sizes = std::vector<Size>(1, Size{128, 128});  ///< boxes, non-empty, no duplicates; written "WxH"
   ImageFormat format = ImageFormat::same;  ///< same, jpeg, png or webp
   int jpeg_quality = 85;                 ///< 1..100
   int webp_quality = 80;                 ///< 1..100
