@@ -1,0 +1,49 @@
+#pragma once
+/// @file
+/// The three measurements of pixflow-bench; each prints one JSON object on stdout and returns an exit code.
+///
+/// @code
+/// return pixflow::bench::run_floor({.dir = "build/bench-data/set/photos"});
+/// @endcode
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace pixflow::bench {
+
+/// The floor: every image of `dir` read into memory first (not timed), then decode_image (shrink on
+/// load) + make_thumbnail + encode_image in one thread, no graph, no writes. Prints
+/// {"items", "failed", "seconds", "ms_per_item", "jpeg_ms", "png_ms"}; `repeat` passes, the fastest kept.
+struct FloorOptions {
+  std::filesystem::path dir;
+  int box = 128;
+  int repeat = 1;
+};
+int run_floor(const FloorOptions& options);
+
+/// The pipeline's I/O alone: the Imgur listing (pages `window` at a time) and every download through
+/// pixflow::tasks::HttpClient with the pipeline's default limits (transfers, per host, items alive),
+/// each body written with write_file_atomically by `writers` threads, as the pipeline's write node.
+/// Prints {"items", "failed", "bytes", "wall_s"}.
+struct DownloadOptions {
+  std::string api;
+  std::string section = "hot";
+  std::string client_id = "bench";
+  std::filesystem::path out;
+};
+int run_download(const DownloadOptions& options);
+
+/// Items per second through source → limit → 2 compute → sink of trivial bodies, on pixflow::Graph and
+/// on tbb::parallel_pipeline (serial input, three parallel filters) with the same tokens and threads.
+/// Prints {"items", "threads", "tokens", "graph_items_per_s", "pipeline_items_per_s", "ratio"}.
+struct EngineOptions {
+  std::uint64_t items = 300000;
+  std::size_t threads = 0;
+  std::size_t tokens = 64;
+  int repeat = 3;
+  std::string only;  ///< "graph" or "pipeline": run just that one (for a profiler); "" both
+};
+int run_engine(const EngineOptions& options);
+
+}  // namespace pixflow::bench

@@ -1,0 +1,195 @@
+// The pipeline's I/O alone, for the overlap figure: what `pixflow gallery` would take if decoding and
+// thumbnails cost nothing. Same HttpClient, same limits (from PipelineConfig's defaults, mapped to
+// HttpOptions as the pipeline does), same atomic writes of the originals, no graph and no decode.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <stdexcept>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <pixflow/tasks/config.hpp>
+#include <pixflow/tasks/http.hpp>
+#include <pixflow/tasks/imgur.hpp>
+#include <pixflow/tasks/naming.hpp>
+#include <pixflow/tasks/write.hpp>
+
+#include "bench.hpp"
+
+namespace pixflow::bench {
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+
+class DownloadRun {
+ public:
+  DownloadRun(const DownloadOptions& options, const pixflow::tasks::PipelineConfig& config)
+      : options_(options),
+        window_(config.fetch_concurrency.limit()),
+        max_alive_(config.max_in_flight),
+        http_(http_options(config)) {
+    query_.api = options.api;
+    query_.section = options.section;
+    query_.client_id = options.client_id;
+    query_.pages = 0;
+    for (std::size_t i = 0; i < config.write_concurrency.limit(); ++i) writers_.emplace_back([this] { write_loop(); });
+  }
+
+  ~DownloadRun() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    for (auto& t : writers_) t.join();
+  }
+
+  DownloadRun(const DownloadRun&) = delete;
+  DownloadRun& operator=(const DownloadRun&) = delete;
+
+  void run() {
+    {
+      std::lock_guard lock(mutex_);
+      for (std::size_t i = 0; i < window_; ++i) submit_page_locked();
+    }
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [this] { return (!urls_.empty() && alive_ < max_alive_) || (listing_done() && urls_.empty()); });
+      if (urls_.empty()) break;
+      std::string url = std::move(urls_.front());
+      urls_.pop_front();
+      ++alive_;
+      lock.unlock();
+      http_.submit({url, {}}, [this, url](pixflow::tasks::HttpResponse response) {
+        std::lock_guard inner(mutex_);
+        if (!response.ok()) {
+          std::cerr << "download " << url << ": " << response.failure_reason() << '\n';
+          finish_locked(false, 0);
+        } else {
+          to_write_.emplace_back(url, std::move(response.body));
+        }
+        changed_.notify_all();
+      });
+    }
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return alive_ == 0; });
+    if (!listing_error_.empty()) throw std::runtime_error(listing_error_);
+  }
+
+  std::size_t done() const { return done_; }
+  std::size_t failed() const { return failed_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  static pixflow::tasks::HttpOptions http_options(const pixflow::tasks::PipelineConfig& config) {
+    pixflow::tasks::HttpOptions o;
+    o.max_in_flight = config.download.concurrency.limit() + config.fetch_concurrency.limit();
+    o.per_host = config.download.per_host;
+    return o;
+  }
+
+  bool listing_done() const { return listing_ended_ && pages_pending_ == 0; }
+
+  void submit_page_locked() {
+    if (listing_ended_) return;
+    const int page = next_page_++;
+    ++pages_pending_;
+    http_.submit({pixflow::tasks::gallery_page_url(query_, page), pixflow::tasks::imgur_headers(query_)},
+                 [this, page](pixflow::tasks::HttpResponse response) {
+                   std::lock_guard lock(mutex_);
+                   --pages_pending_;
+                   if (!response.ok()) {
+                     listing_error_ = "listing page " + std::to_string(page) + ": " + response.failure_reason();
+                     listing_ended_ = true;
+                   } else {
+                     const std::string_view text(reinterpret_cast<const char*>(response.body.data()), response.body.size());
+                     auto parsed = pixflow::tasks::parse_gallery_page(text);
+                     if (!parsed) {
+                       listing_error_ = "listing page " + std::to_string(page) + ": " + parsed.error().reason;
+                       listing_ended_ = true;
+                     } else if (parsed->end) {
+                       listing_ended_ = true;
+                     } else {
+                       for (const auto& image : parsed->images)
+                         if (image.skip_reason.empty()) urls_.push_back(image.link);
+                       submit_page_locked();
+                     }
+                   }
+                   changed_.notify_all();
+                 });
+  }
+
+  void finish_locked(bool ok, std::size_t bytes) {
+    --alive_;
+    if (ok) {
+      ++done_;
+      bytes_ += bytes;
+    } else {
+      ++failed_;
+    }
+  }
+
+  void write_loop() {
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [this] { return stop_ || !to_write_.empty(); });
+      if (to_write_.empty()) return;
+      auto [url, body] = std::move(to_write_.front());
+      to_write_.pop_front();
+      lock.unlock();
+      auto written = pixflow::tasks::write_file_atomically(options_.out, pixflow::tasks::name_from_url(url), body);
+      if (!written) std::cerr << "write " << url << ": " << written.error().reason << '\n';
+      lock.lock();
+      finish_locked(static_cast<bool>(written), body.size());
+      changed_.notify_all();
+    }
+  }
+
+  const DownloadOptions& options_;
+  pixflow::tasks::GalleryQuery query_;
+  const std::size_t window_;
+  const std::size_t max_alive_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::string> urls_;
+  std::deque<std::pair<std::string, Bytes>> to_write_;
+  std::size_t alive_ = 0;
+  std::size_t done_ = 0;
+  std::size_t failed_ = 0;
+  std::size_t bytes_ = 0;
+  int next_page_ = 0;
+  int pages_pending_ = 0;
+  bool listing_ended_ = false;
+  bool stop_ = false;
+  std::string listing_error_;
+  std::vector<std::thread> writers_;
+  pixflow::tasks::HttpClient http_;  // last: destroyed first, so no callback outlives the state above
+};
+
+}  // namespace
+
+int run_download(const DownloadOptions& options) {
+  std::filesystem::create_directories(options.out);
+  const pixflow::tasks::PipelineConfig config;  // the pipeline's defaults
+  const auto started = std::chrono::steady_clock::now();
+  std::size_t done = 0;
+  std::size_t failed = 0;
+  std::size_t bytes = 0;
+  {
+    DownloadRun run(options, config);
+    run.run();
+    done = run.done();
+    failed = run.failed();
+    bytes = run.bytes();
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cout << "{\"items\": " << done << ", \"failed\": " << failed << ", \"bytes\": " << bytes
+            << ", \"wall_s\": " << wall << "}\n";
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace pixflow::bench
