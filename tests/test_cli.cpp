@@ -414,3 +414,23 @@ TEST_CASE("pixflow --dump-config round-trips, and the command line wins over the
   CHECK(effective.at("nodes").at("thumbnail").at("sizes") == nlohmann::json::array({"200x100", "64x64"}));
   CHECK(effective.at("nodes").at("thumbnail").at("format") == "png");
 }
+
+TEST_CASE("the progress line shows with --progress, and never when stderr is not a terminal", "[e2e][cli]") {
+  TempDir dir;
+  // One slow transfer (~2 s at the fixture's 20 kB/s) outlasts the 0.5 s progress interval.
+  write_text(dir / "urls.txt", server_url() + "/slow/aqua.jpg\n");
+  const CliResult quiet_tty = run_cli({"urls", (dir / "urls.txt").string(), "--out", (dir / "a").string()});
+  CHECK(quiet_tty.code == 0);
+  CHECK(quiet_tty.err.find('\r') == std::string::npos);  // stderr is a file here: no live line
+
+  const CliResult shown = run_cli({"urls", (dir / "urls.txt").string(), "--out", (dir / "b").string(), "--progress"});
+  CHECK(shown.code == 0);
+  CHECK_THAT(shown.err, Catch::Contains("\r"));
+  CHECK_THAT(shown.err, Catch::Contains("items/s"));
+  CHECK_THAT(shown.err, Catch::Contains("download 1+0"));  // one transfer running, none waiting
+
+  const CliResult silenced =
+      run_cli({"urls", (dir / "urls.txt").string(), "--out", (dir / "c").string(), "--progress", "--quiet"});
+  CHECK(silenced.code == 0);
+  CHECK(silenced.err.empty());
+}
