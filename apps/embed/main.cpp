@@ -1,91 +1,65 @@
-// embed — pixflow inside your own program: grey thumbnails of a folder's images, with a stage of our own.
+// embed — pixflow inside a program of your own: the image pipeline on a folder, with a stage of ours.
 //
-//   files ─▶ limit(16) ─▶ decode (every core) ─▶ grayscale (ours, every core) ─▶ thumbnail (every core) ─▶ write (≤4)
-//                                └──────────── a failed item (its reason) ─▶ on_failure; the others go on
+//   folder ─▶ limit(max_in_flight) ─▶ read ─▶ decode ─▶ thumbnail ─▶ grayscale (ours) ─▶ encode ─▶ write
+//                                           (decode, thumbnail, grayscale, encode: every core)
+//              a failed item (a GIF: "unsupported format (gif)") is reported; the others go on
 //
-// Built against the installed package: find_package(pixflow CONFIG REQUIRED), link pixflow::tasks.
-#include <cstdint>
+// A standalone CMake project, built against the installed package (see CMakeLists.txt):
+// find_package(pixflow CONFIG REQUIRED), then link pixflow::tasks.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <iterator>
-#include <optional>
 #include <string>
-#include <vector>
 
 #include <opencv2/core.hpp>
-#include <pixflow/engine/graph.hpp>
-#include <pixflow/tasks/decode.hpp>
-#include <pixflow/tasks/naming.hpp>
-#include <pixflow/tasks/sources.hpp>
-#include <pixflow/tasks/thumbnail.hpp>
-#include <pixflow/tasks/write.hpp>
+#include <pixflow/pixflow.hpp>
 
 namespace pt = pixflow::tasks;
-struct Photo { std::string name; pt::DecodedImage image; };
-struct Encoded { std::string name; std::vector<std::uint8_t> bytes; };
+
+namespace {
+
+/// Our stage: every thumbnail turned grey (each colour channel gets the luma; alpha, if any, stays).
+pixflow::Result<void> grayscale(pt::ThumbnailSet& set) {
+  const float b = 0.114f, g = 0.587f, r = 0.299f;
+  for (pt::Thumbnail& t : set.thumbnails) {
+    const cv::Mat weights = t.pixels.channels() == 4
+                                ? cv::Mat(cv::Matx44f(b, g, r, 0, b, g, r, 0, b, g, r, 0, 0, 0, 0, 1))
+                                : cv::Mat(cv::Matx33f(b, g, r, b, g, r, b, g, r));
+    cv::Mat grey;
+    cv::transform(t.pixels, grey, weights);
+    t.pixels = grey;
+  }
+  return pixflow::ok();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  const std::string arg = argc > 1 ? argv[1] : "", usage = "usage: embed IN_DIR OUT_DIR  (grey 128x128 thumbnails)\n";
-  if (arg == "--version") std::cout << "embed (pixflow " PIXFLOW_VERSION ")\n";
-  if (arg == "--help" || arg == "-h") std::cout << usage;
-  if (arg == "--version" || arg == "--help" || arg == "-h") return 0;
-  if (argc != 3) {
-    std::cerr << usage;
-    return 2;
+  const std::string arg = argc > 1 ? argv[1] : "";
+  const bool help = arg == "--help" || arg == "-h";
+  if (arg == "--version") {
+    std::cout << "embed (pixflow " PIXFLOW_VERSION ")\n";
+    return 0;
   }
-  auto files = pt::list_image_folder(argv[1]);
-  if (!files) {
-    std::cerr << "embed: " << files.error().reason << '\n';
-    return 2;
+  if (help || argc != 3) {
+    (help ? std::cout : std::cerr) << "usage: embed IN_DIR OUT_DIR   grey 128x128 thumbnails of IN_DIR's images\n";
+    return help ? 0 : 2;
   }
-  const std::filesystem::path out = argv[2];
-  std::filesystem::create_directories(out);
-  const pt::Size box{128, 128};
-  cv::setNumThreads(1);  // TBB owns the cores
 
-  pixflow::Graph graph;
-  int failed = 0;  // on_failure is called one item at a time
-  graph.on_failure([&](const pixflow::ItemFailure& f) {
-    std::cerr << files->at(f.key.seq).filename().string() << ": " << f.stage << ": " << f.reason << '\n';
-    ++failed;
-  });
-  auto next = files->begin();
-  graph.source("files", [&]() { return next == files->end() ? std::nullopt : std::optional(*next++); })
-      .limit(16)
-      .compute("decode", pixflow::Concurrency::unlimited(), [&](std::filesystem::path file) -> pixflow::Result<Photo> {
-        std::ifstream in(file, std::ios::binary);
-        const std::vector<std::uint8_t> bytes{std::istreambuf_iterator<char>(in), {}};
-        auto image = pt::decode_image(bytes, box);
-        if (!image) return pixflow::Failure{image.error().reason};
-        return Photo{file.filename().string(), std::move(*image)};
-      })
-      .compute("grayscale", pixflow::Concurrency::unlimited(), [](Photo photo) -> pixflow::Result<Photo> {
-        const float b = 0.114f, g = 0.587f, r = 0.299f;  // BGR(A) → grey in every colour channel, alpha kept
-        const cv::Mat weights = photo.image.pixels.channels() == 4
-            ? cv::Mat(cv::Matx44f(b, g, r, 0, b, g, r, 0, b, g, r, 0, 0, 0, 0, 1))
-            : cv::Mat(cv::Matx33f(b, g, r, b, g, r, b, g, r));
-        cv::Mat grey;
-        cv::transform(photo.image.pixels, grey, weights);
-        photo.image.pixels = grey;
-        return photo;
-      })
-      .compute("thumbnail", pixflow::Concurrency::unlimited(), [&](Photo photo) -> pixflow::Result<Encoded> {
-        const auto format = pt::output_format(photo.image.source_format, pt::ImageFormat::same);
-        auto bytes = pt::encode_image(pt::make_thumbnail(photo.image.pixels, box), format);
-        if (!bytes) return pixflow::Failure{bytes.error().reason};
-        return Encoded{pt::thumbnail_name(photo.name, box, false, format), std::move(*bytes)};
-      })
-      .sink("write", pixflow::Concurrency(4), [&](Encoded e) -> pixflow::Result<void> {
-        auto path = pt::write_file_atomically(out, e.name, e.bytes);
-        if (!path) return pixflow::Failure{path.error().reason};
-        return pixflow::ok();
-      });
-  const pixflow::RunReport report = graph.run();
-  for (const auto& node : report.nodes)
+  pt::PipelineOptions options;
+  options.out = argv[2];
+  options.save_originals = false;  // thumbnails only
+  options.force = true;            // redo thumbnails already in OUT_DIR
+  options.stages.push_back({"grayscale", pixflow::Concurrency::unlimited(), grayscale});
+  options.on_item = [](const pt::ItemReport& item) {  // one call at a time
+    if (item.status == pt::ItemStatus::failed) std::cerr << item.input << ": " << item.stage << ": " << item.reason << '\n';
+  };
+  const pt::PipelineReport report = pt::run_pipeline(pt::FolderSource{argv[1]}, options);
+  for (const pt::ListingError& e : report.listing_errors) std::cerr << "embed: " << e.reason << '\n';
+
+  for (const pixflow::NodeReport& node : report.run.nodes)
     std::printf("%-10s %-8s %4llu items %3llu failed %8.3f s busy\n", node.name.c_str(), node.kind.c_str(),
                 static_cast<unsigned long long>(node.items), static_cast<unsigned long long>(node.failed), node.busy_s);
-  std::printf("wall %.3f s\n", report.wall_s);
-  return failed == 0 ? 0 : 1;
+  std::printf("%zu done, %zu failed in %.3f s\n", report.count(pt::ItemStatus::ok),
+              report.count(pt::ItemStatus::failed), report.run.wall_s);
+  return report.count(pt::ItemStatus::failed) == 0 && !report.source_unusable() ? 0 : 1;
 }

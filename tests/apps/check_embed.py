@@ -3,8 +3,9 @@
 
 usage: check_embed.py EMBED PHOTOS_DIR OUT_DIR
 Expects: each JPEG/PNG/WebP photo has OUT_DIR/<stem>_thumbnail<ext>, fitting 128x128, grey (the custom
-"grayscale" stage ran), alpha kept where the photo has it; each GIF is reported as unsupported and makes
-the exit code 1 (0 when there is none); the printed report counts every decoded photo in "grayscale".
+"grayscale" stage ran), alpha kept where the photo has it, and nothing else is written (no originals);
+each GIF is reported as unsupported and makes the exit code 1 (0 when there is none); the printed
+report counts every decoded photo in "grayscale".
 """
 import pathlib
 import re
@@ -51,6 +52,10 @@ def main():
     m = re.search(r"^grayscale\s+compute\s+(\d+) items\s+0 failed", run.stdout, re.M)
     if not m or int(m[1]) != len(images):
         problems.append(f"report: grayscale should count {len(images)} items")
+    expected = {photo.stem + "_thumbnail" + THUMB_EXT[photo.suffix.lower()] for photo in images}
+    extra = sorted(p.name for p in out.iterdir() if p.name not in expected) if out.is_dir() else []
+    if extra:
+        problems.append(f"unexpected files in {out}: {extra}")
     for photo in images:
         thumb = out / (photo.stem + "_thumbnail" + THUMB_EXT[photo.suffix.lower()])
         if not thumb.is_file():

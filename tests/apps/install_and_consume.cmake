@@ -19,7 +19,8 @@ run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 foreach(file IN ITEMS
     lib/cmake/pixflow/pixflowConfig.cmake lib/cmake/pixflow/pixflowConfigVersion.cmake
     lib/cmake/pixflow/pixflowTargets.cmake lib/libpixflow_engine.a lib/libpixflow_tasks.a
-    include/pixflow/engine/graph.hpp include/pixflow/engine/detail/core.hpp include/pixflow/tasks/pipeline.hpp
+    include/pixflow/pixflow.hpp include/pixflow/engine/graph.hpp include/pixflow/engine/detail/core.hpp
+    include/pixflow/tasks/pipeline.hpp
     bin/pixflow bin/primes)
   if(NOT EXISTS ${prefix}/${file})
     message(FATAL_ERROR "not installed: ${prefix}/${file}")
