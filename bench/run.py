@@ -335,13 +335,14 @@ class Bench:
             self.add("local.thumbs_all", self.thumbs, 0)
             if self.cores > 1:
                 self.add("local.floor_concurrent", self.floor_concurrent)
+        self.add("local.startup", self.startup)
+        log("engine micro-benchmark")
+        self.add("engine", self.engine)
+        # Last: the longest part, and peak RSS hardly depends on what else runs on the machine.
         for items in self.args.rss_items:
             log("peak RSS, %d items" % items)
             section = self.server.repeated_listing(items)
             self.add("rss.%d" % items, self.pixflow_gallery, "rss", section=section, items=items)
-        self.add("local.startup", self.startup)
-        log("engine micro-benchmark")
-        self.add("engine", self.engine)
 
     # figures
     def med(self, key: str, field: str = "wall_s") -> float:
