@@ -300,7 +300,13 @@ TEST_CASE("expand passes children on with keys in emission order", "[graph]") {
       .expand<std::string>("list", pixflow::Concurrency(2),
                            [](int page, pixflow::Emitter<std::string>& emit) -> pixflow::Result<void> {
                              if (page == 2) return pixflow::Failure{"page 2 unavailable"};
-                             for (int i = 0; i < 3; ++i) emit("p" + std::to_string(page) + "i" + std::to_string(i));
+                             for (int i = 0; i < 3; ++i) {
+                               std::string name = std::to_string(page);  // "p<page>i<i>", built without
+                               name.insert(0, 1, 'p');                    // "p" + ..., which GCC 12 -O2
+                               name += 'i';                               // flags (-Wrestrict, PR105651)
+                               name += std::to_string(i);
+                               emit(std::move(name));
+                             }
                              return pixflow::ok();
                            })
       .limit()
