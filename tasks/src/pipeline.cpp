@@ -298,22 +298,26 @@ class PipelineRun {
 
   // --- sources ---------------------------------------------------------------------------------
 
+  /// Every item of a list source is registered (and its outputs planned) before the run, so an item
+  /// the run never reaches (a timeout, Ctrl-C) is still in the report. The source then hands out the
+  /// jobs still to do; the engine numbers what it emits 0, 1, 2..., which binds each job's key.
+  static auto job_source(std::shared_ptr<std::vector<Job>> jobs, Ledger& ledger) {
+    return [jobs, &ledger, next = std::size_t{0}]() mutable -> std::optional<Job> {
+      if (next >= jobs->size()) return std::nullopt;
+      const std::uint64_t seq = next;
+      Job& job = (*jobs)[next++];
+      ledger.bind(pixflow::ItemKey{seq, 0}, job.id);
+      return std::move(job);
+    };
+  }
+
   void build(const UrlListSource& source) {
     start_http();
     listing_done_.store(true);
-    auto urls = std::make_shared<std::vector<std::string>>(source.urls);
-    auto next = std::make_shared<std::size_t>(0);
-    downloads(graph_.source("source", [this, urls, next]() -> std::optional<Job> {
-      while (*next < urls->size()) {
-        const std::size_t n = (*next)++;
-        const std::string& url = (*urls)[n];
-        if (auto job = plan(url, false, {n, 0}, name_from_url(url))) {
-          ledger_.bind(pixflow::ItemKey{n, 0}, job->id);
-          return job;
-        }
-      }
-      return std::nullopt;
-    }).limit());
+    auto jobs = std::make_shared<std::vector<Job>>();
+    for (std::size_t n = 0; n < source.urls.size(); ++n)
+      if (auto job = plan(source.urls[n], false, {n, 0}, name_from_url(source.urls[n]))) jobs->push_back(std::move(*job));
+    downloads(graph_.source("source", job_source(jobs, ledger_)).limit());
   }
 
   void build(const GallerySource& source) {
@@ -347,26 +351,18 @@ class PipelineRun {
       note_listing_error(0, files.error().reason);
       return;
     }
-    auto list = std::make_shared<std::vector<std::filesystem::path>>(std::move(files).value());
-    auto next = std::make_shared<std::size_t>(0);
-    decode_and_write(
-        graph_.source("source", [this, list, next]() -> std::optional<Job> {
-          while (*next < list->size()) {
-            const std::size_t n = (*next)++;
-            const auto& path = (*list)[n];
-            if (auto job = plan(path.string(), true, {n, 0}, sanitize_name(path.filename().string()))) {
-              ledger_.bind(pixflow::ItemKey{n, 0}, job->id);
-              return job;
-            }
-          }
-          return std::nullopt;
-        })
-            .limit()
-            .compute("read", config_.download.concurrency, [](Job job) -> pixflow::Result<Fetched> {
-              auto bytes = read_whole_file(job.path);
-              if (!bytes) return pixflow::Failure{bytes.error().reason};
-              return Fetched{std::move(job), std::move(bytes).value()};
-            }));
+    auto jobs = std::make_shared<std::vector<Job>>();
+    for (std::size_t n = 0; n < files->size(); ++n) {
+      const auto& path = (*files)[n];
+      if (auto job = plan(path.string(), true, {n, 0}, sanitize_name(path.filename().string()))) jobs->push_back(std::move(*job));
+    }
+    decode_and_write(graph_.source("source", job_source(jobs, ledger_))
+                         .limit()
+                         .compute("read", config_.download.concurrency, [](Job job) -> pixflow::Result<Fetched> {
+                           auto bytes = read_whole_file(job.path);
+                           if (!bytes) return pixflow::Failure{bytes.error().reason};
+                           return Fetched{std::move(job), std::move(bytes).value()};
+                         }));
   }
 
   // --- the listing -------------------------------------------------------------------------------
