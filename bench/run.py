@@ -317,8 +317,9 @@ class Bench:
         """Start and exit of the CLI alone (`--version`): loading OpenCV's library tree is in every run."""
         return {"wall_s": statistics.median(run([self.args.cli, "--version"]).wall for _ in range(5))}
 
-    def engine(self) -> dict:
-        return run([self.args.bench, "engine", "--items", str(self.args.engine_items), "--repeat", "5"]).json_out()
+    def engine(self, threads: int = 0) -> dict:
+        return run([self.args.bench, "engine", "--items", str(self.args.engine_items), "--repeat", "3",
+                    "--threads", str(threads)]).json_out()
 
     def measure(self) -> None:
         reps = self.args.reps
@@ -342,6 +343,7 @@ class Bench:
         self.add("local.startup", self.startup)
         log("engine micro-benchmark")
         self.add("engine", self.engine)
+        self.add("engine_1_thread", self.engine, 1)
         # Last: the longest part, and peak RSS hardly depends on what else runs on the machine.
         for items in self.args.rss_items:
             log("peak RSS, %d items" % items)
@@ -389,6 +391,7 @@ class Bench:
             rss["ratio_%s_%s" % (short(hi), short(lo))] = rss["mb_%s" % short(hi)] / rss["mb_%s" % short(lo)]
         f["rss"] = rss
         f["engine"] = dict(self.samples["engine"][0])
+        f["engine_1_thread"] = dict(self.samples["engine_1_thread"][0])
         return f
 
 
@@ -470,6 +473,9 @@ def table(f: dict, v: dict, n: int, rtt_ms: float, rate_mb: float) -> str:
     rows.append("| engine: 4 trivial stages, items/s (graph / parallel_pipeline) | %.0f / %.0f | |" % (
         e["graph_items_per_s"], e["pipeline_items_per_s"]))
     rows.append("| **engine vs plain tbb::parallel_pipeline** | **%.3fx** | %s |" % (e["ratio"], mark("engine.ratio")))
+    e1 = f["engine_1_thread"]
+    rows.append("| the same on 1 thread: items/s (graph / parallel_pipeline), ratio | %.0f / %.0f, %.3fx | |" % (
+        e1["graph_items_per_s"], e1["pipeline_items_per_s"], e1["ratio"]))
     return "\n".join(rows)
 
 
@@ -544,7 +550,7 @@ def main() -> int:
     parser.add_argument("--rtt-ms", type=float, default=80.0)
     parser.add_argument("--rate-mb", type=float, default=3.0, help="MB/s per connection in the wan condition")
     parser.add_argument("--rss-items", default="1000,10000")
-    parser.add_argument("--engine-items", type=int, default=300000)
+    parser.add_argument("--engine-items", type=int, default=2000000)
     parser.add_argument("--json")
     parser.add_argument("--markdown")
     parser.add_argument("--data-summary", default="")

@@ -38,7 +38,7 @@ int run_download(const DownloadOptions& options);
 /// on tbb::parallel_pipeline (serial input, three parallel filters) with the same tokens and threads.
 /// Prints {"items", "threads", "tokens", "graph_items_per_s", "pipeline_items_per_s", "ratio"}.
 struct EngineOptions {
-  std::uint64_t items = 300000;
+  std::uint64_t items = 2000000;
   std::size_t threads = 0;
   std::size_t tokens = 64;
   int repeat = 3;

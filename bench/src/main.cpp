@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
 
   pixflow::bench::EngineOptions engine;
   auto* engine_cmd = app.add_subcommand("engine", "items/s: pixflow::Graph vs tbb::parallel_pipeline");
-  engine_cmd->add_option("--items", engine.items, "items per run (default 300000)");
+  engine_cmd->add_option("--items", engine.items, "items per run (default 2000000)");
   engine_cmd->add_option("--threads", engine.threads, "worker threads (0 = every core)");
   engine_cmd->add_option("--tokens", engine.tokens, "items in flight (default 64, the pipeline's max_in_flight)");
   engine_cmd->add_option("--repeat", engine.repeat, "runs of each, alternated; the best is reported (default 3)");
