@@ -373,10 +373,16 @@ class PipelineRun {
     http_->submit(HttpRequest{gallery_page_url(query_, page), imgur_headers(query_)},
                   [this, page, done](HttpResponse response) {
                     const std::string where = "listing page " + std::to_string(page) + ": ";
-                    if (!response.ok()) return done(Page{page, {}, where + response.failure_reason()});
+                    if (!response.ok()) {
+                      listing_ended_.store(true);  // a page that cannot be read ends the paging (--pages 0)
+                      return done(Page{page, {}, where + response.failure_reason()});
+                    }
                     const std::string_view text(reinterpret_cast<const char*>(response.body.data()), response.body.size());
                     auto parsed = parse_gallery_page(text);
-                    if (!parsed) return done(Page{page, {}, where + parsed.error().reason});
+                    if (!parsed) {
+                      listing_ended_.store(true);
+                      return done(Page{page, {}, where + parsed.error().reason});
+                    }
                     if (parsed->end) listing_ended_.store(true);
                     expand_albums(Page{page, std::move(parsed).value(), {}}, done);
                   });
