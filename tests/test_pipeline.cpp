@@ -297,6 +297,8 @@ TEST_CASE("a gallery run ends as expected.json says, item by item, with every ou
   const auto& write = node(report, "write");
   CHECK(write.items == ok);
   CHECK(write.failed == 0);
+  CHECK(write.kind == "io");  // on the disk pool: no compute worker waits on fsync
+  CHECK(node(report, "record").items == ok);
   for (const char* name : {"fetch", "download", "decode", "thumbnail", "write"}) {
     INFO(name);
     CHECK(node(report, name).busy_s >= 0.0);

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include <pixflow/tasks/blocking_pool.hpp>
 #include <pixflow/tasks/config.hpp>
 #include <pixflow/tasks/http.hpp>
 #include <pixflow/tasks/imgur.hpp>
@@ -31,21 +32,12 @@ class DownloadRun {
       : options_(options),
         window_(config.fetch_concurrency.limit()),
         max_alive_(config.max_in_flight),
+        disk_(config.write_concurrency.limit()),
         http_(http_options(config)) {
     query_.api = options.api;
     query_.section = options.section;
     query_.client_id = options.client_id;
     query_.pages = 0;
-    for (std::size_t i = 0; i < config.write_concurrency.limit(); ++i) writers_.emplace_back([this] { write_loop(); });
-  }
-
-  ~DownloadRun() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    changed_.notify_all();
-    for (auto& t : writers_) t.join();
   }
 
   DownloadRun(const DownloadRun&) = delete;
@@ -69,10 +61,10 @@ class DownloadRun {
         if (!response.ok()) {
           std::cerr << "download " << url << ": " << response.failure_reason() << '\n';
           finish_locked(false, 0);
+          changed_.notify_all();
         } else {
-          to_write_.emplace_back(url, std::move(response.body));
+          disk_.submit([this, url, body = std::move(response.body)] { write(url, body); });
         }
-        changed_.notify_all();
       });
     }
     std::unique_lock lock(mutex_);
@@ -133,20 +125,13 @@ class DownloadRun {
     }
   }
 
-  void write_loop() {
-    for (;;) {
-      std::unique_lock lock(mutex_);
-      changed_.wait(lock, [this] { return stop_ || !to_write_.empty(); });
-      if (to_write_.empty()) return;
-      auto [url, body] = std::move(to_write_.front());
-      to_write_.pop_front();
-      lock.unlock();
-      auto written = pixflow::tasks::write_file_atomically(options_.out, pixflow::tasks::name_from_url(url), body);
-      if (!written) std::cerr << "write " << url << ": " << written.error().reason << '\n';
-      lock.lock();
-      finish_locked(static_cast<bool>(written), body.size());
-      changed_.notify_all();
-    }
+  /// On the disk pool, as the pipeline's write node.
+  void write(const std::string& url, const Bytes& body) {
+    auto written = pixflow::tasks::write_file_atomically(options_.out, pixflow::tasks::name_from_url(url), body);
+    std::lock_guard lock(mutex_);
+    if (!written) std::cerr << "write " << url << ": " << written.error().reason << '\n';
+    finish_locked(static_cast<bool>(written), body.size());
+    changed_.notify_all();
   }
 
   const DownloadOptions& options_;
@@ -156,7 +141,6 @@ class DownloadRun {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<std::string> urls_;
-  std::deque<std::pair<std::string, Bytes>> to_write_;
   std::size_t alive_ = 0;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
@@ -164,10 +148,9 @@ class DownloadRun {
   int next_page_ = 0;
   int pages_pending_ = 0;
   bool listing_ended_ = false;
-  bool stop_ = false;
   std::string listing_error_;
-  std::vector<std::thread> writers_;
-  pixflow::tasks::HttpClient http_;  // last: destroyed first, so no callback outlives the state above
+  pixflow::tasks::BlockingPool disk_;  // destroyed after http_, before the state its jobs use
+  pixflow::tasks::HttpClient http_;    // last: destroyed first, so no callback outlives the state above
 };
 
 }  // namespace
