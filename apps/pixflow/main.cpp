@@ -5,7 +5,8 @@
 //   urls:     url list ──────────────────────────────┼─▶ limit(max_in_flight) ─▶ download (io, ≤32 transfers)
 //   thumbs:   folder ─▶ limit ─▶ read ───────────────┼──────────────────────────────────────┐
 //                                                    ▼                                      ▼
-//                                 decode (every core) ─▶ thumbnail (every core) ─▶ write (atomic) ─▶ report
+//                decode (every core) ─▶ thumbnail (every core) ─▶ encode (every core)
+//                  ─▶ write (io: atomic + fsync on a disk pool, ≤4) ─▶ record (into the report)
 //
 // Parses the command line and the config, runs pixflow::tasks::run_pipeline, prints a summary and
 // writes the report. Exit codes: 0 all done, 1 some items failed, 2 usage or config error,
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include <pixflow/engine/cancel.hpp>
+#include <pixflow/tasks/allocator.hpp>
 #include <pixflow/tasks/config.hpp>
 #include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/sources.hpp>
@@ -153,6 +155,7 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
 }  // namespace
 
 int main(int argc, char** argv) {
+  pixflow::tasks::tune_malloc_for_images();  // image buffers reused, not page-faulted in anew each time
   CLI::App app{"pixflow — download image galleries and make thumbnails in one work-stealing flow graph"};
   app.set_version_flag("--version", std::string("pixflow ") + PIXFLOW_VERSION);
   app.require_subcommand(1);

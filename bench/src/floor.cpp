@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include <pixflow/tasks/allocator.hpp>
 #include <pixflow/tasks/decode.hpp>
 #include <pixflow/tasks/thumbnail.hpp>
 
@@ -36,6 +37,7 @@ std::vector<std::uint8_t> read_all(const std::filesystem::path& path) {
 int run_floor(const FloorOptions& options) {
   using namespace pixflow::tasks;
   cv::setNumThreads(1);  // as in the pipeline: one thread per body
+  tune_malloc_for_images();  // as the pixflow CLI does
   std::vector<std::filesystem::path> paths;
   for (const auto& entry : std::filesystem::directory_iterator(options.dir))
     if (entry.is_regular_file() && is_image_name(entry.path())) paths.push_back(entry.path());
