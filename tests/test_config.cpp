@@ -34,7 +34,7 @@ TEST_CASE("an empty document gives the documented defaults", "[config]") {
   CHECK(c.timeout_s == 0.0);
   CHECK(c.fetch_concurrency == Concurrency(2));
   CHECK(c.download.concurrency == Concurrency(32));
-  CHECK(c.download.per_host == 16);
+  CHECK(c.download.per_host == 32);
   CHECK(c.download.connect_timeout_s == 10.0);
   CHECK(c.download.timeout_s == 120.0);
   CHECK(c.download.stall_timeout_s == 30.0);
