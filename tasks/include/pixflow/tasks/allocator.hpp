@@ -16,8 +16,8 @@ namespace pixflow::tasks {
 
 /// Under glibc, raises malloc's mmap threshold to its maximum (32 MiB) and its trim threshold to
 /// 256 MiB, so freed image buffers are reused instead of returned to the kernel. Process-wide; call it
-/// from main, not from a library. Returns false where it does not apply (another libc, or a sanitizer's
-/// allocator), leaving the allocator as it was.
+/// from main, not from a library. Returns whether glibc took both settings; false under another libc,
+/// where it does nothing. (A sanitizer's allocator replaces glibc's and ignores them.)
 bool tune_malloc_for_images() noexcept;
 
 }  // namespace pixflow::tasks
