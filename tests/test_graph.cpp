@@ -291,6 +291,111 @@ TEST_CASE("failures reach the report with their stage and reason, and the run go
   CHECK(report.node("store")->failed == 1);
 }
 
+TEST_CASE("fused unlimited stages keep their own figures and failures", "[graph][fusion]") {
+  // a -> b -> sink, all unlimited, run in one node; each must still count and fail under its own name,
+  // and give the item's place back (with 4 places, a lost one would stall the run).
+  const std::size_t threads = GENERATE(1u, 2u);
+  CAPTURE(threads);
+  std::mutex mutex;
+  std::map<std::uint64_t, pixflow::ItemFailure> failures;
+  std::atomic<long> sum{0};
+  pixflow::Graph graph({.threads = threads, .max_in_flight = 4});
+  graph.on_failure([&](const pixflow::ItemFailure& f) {
+    std::lock_guard lock(mutex);
+    failures.emplace(f.key.seq, f);
+  });
+  graph.source("numbers", count_to(1000))
+      .limit()
+      .compute("a", pixflow::Concurrency::unlimited(),
+               [](int v) -> pixflow::Result<long> {
+                 if (v % 100 == 1) return pixflow::Failure{"a refuses"};
+                 return long{v} * 2;
+               })
+      .compute("b", pixflow::Concurrency::unlimited(),
+               [](long v) -> pixflow::Result<std::string> {
+                 if (v % 200 == 4) throw std::runtime_error("b broke");
+                 return std::to_string(v);
+               })
+      .sink("c", pixflow::Concurrency::unlimited(), [&](std::string s) -> pixflow::Result<void> {
+        if (s == "20") return pixflow::Failure{"c is full"};
+        sum += std::stol(s);
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  REQUIRE(failures.size() == 21);
+  CHECK(failures.at(1).stage == "a");
+  CHECK(failures.at(1).reason == "a refuses");
+  CHECK(failures.at(2).stage == "b");
+  CHECK(failures.at(2).reason == "internal error: b broke");
+  CHECK(failures.at(10).stage == "c");
+  CHECK(failures.at(10).reason == "c is full");
+  const auto& a = *report.node("a");
+  const auto& b = *report.node("b");
+  const auto& c = *report.node("c");
+  CHECK(a.items == 1000);
+  CHECK(a.failed == 10);
+  CHECK(a.emitted == 990);
+  CHECK(b.items == 990);
+  CHECK(b.failed == 10);
+  CHECK(b.emitted == 980);
+  CHECK(c.items == 980);
+  CHECK(c.failed == 1);
+  for (const auto* n : {&a, &b, &c}) {
+    CHECK(n->kind == (n == &c ? "sink" : "compute"));
+    CHECK(n->active == 0);
+    CHECK(n->queued == 0);
+    CHECK(n->peak_active >= 1);
+    CHECK(n->peak_active <= threads);
+  }
+  long expected = 0;
+  for (int v = 0; v < 1000; ++v)
+    if (v % 100 != 1 && v % 100 != 2 && v != 10) expected += 2L * v;
+  CHECK(sum == expected);
+}
+
+TEST_CASE("a fused chain feeds stages that cannot join it", "[graph][fusion]") {
+  // unlimited -> unlimited -> bounded compute -> unlimited compute -> io -> unlimited sink
+  Service service;
+  std::atomic<int> done{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 8});
+  graph.on_cancel([&] { service.cancel_all([](Service::Op& op) { op(); }); });
+  graph.source("numbers", count_to(200))
+      .limit()
+      .compute("one", pixflow::Concurrency::unlimited(), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .compute("two", pixflow::Concurrency::unlimited(), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .compute("serial", pixflow::Concurrency(1), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .compute("three", pixflow::Concurrency::unlimited(), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .io<int>("io", pixflow::Concurrency(4),
+               [&](int v, pixflow::Completion<int> complete) {
+                 service.submit([] { return true; }, [v, complete] { complete(v); });
+               })
+      .sink("end", pixflow::Concurrency::unlimited(), [&](int v) -> pixflow::Result<void> {
+        if (v < 4 || v >= 204) return pixflow::Failure{"out of range"};
+        ++done;
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  CHECK(done == 200);
+  for (const char* name : {"one", "two", "serial", "three", "io", "end"}) {
+    CAPTURE(name);
+    CHECK(report.node(name)->items == 200);
+    CHECK(report.node(name)->failed == 0);
+  }
+  CHECK(report.node("serial")->peak_active == 1);
+}
+
+TEST_CASE("an unlimited compute with no stage after it still runs", "[graph][fusion]") {
+  std::atomic<int> ran{0};
+  pixflow::Graph graph({.threads = 2});
+  graph.source("numbers", count_to(50)).compute("last", pixflow::Concurrency::unlimited(), [&](int v) -> pixflow::Result<int> {
+    ++ran;
+    return v;
+  });
+  const auto report = graph.run();
+  CHECK(ran == 50);
+  CHECK(report.node("last")->emitted == 50);
+}
+
 TEST_CASE("expand passes children on with keys in emission order", "[graph]") {
   std::mutex mutex;
   std::vector<pixflow::ItemKey> keys;

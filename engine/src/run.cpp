@@ -141,6 +141,7 @@ RunReport Graph::run() {
     }
   });
 
+  core_->close_chains();
   core_->arena.execute([this] {
     for (auto& activate : core_->activations) activate();
     core_->graph->wait_for_all();

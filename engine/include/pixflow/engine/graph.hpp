@@ -5,7 +5,9 @@
 /// A Graph starts from a source; each call on a Stream adds one stage and returns the Stream of its
 /// output. Stage kinds:
 /// - `compute(name, concurrency, f)`: `f(T) -> Result<U>`, a function_node; work stealing spreads it
-///   over every core when the concurrency is unlimited.
+///   over every core when the concurrency is unlimited. Adjacent unlimited compute stages (and an
+///   unlimited sink after them) run in one node, one task per item (see detail/fusion.hpp); each
+///   still has its own figures in the report.
 /// - `expand(name, concurrency, f)`: `f(T, Emitter<U>&) -> Result<void>`, one item in, many out
 ///   (a listing page in, its images out).
 /// - `io<U>(name, concurrency, f)`: `f(T, Completion<U>)` hands the work to an outside service (an
@@ -44,6 +46,7 @@
 
 #include "pixflow/engine/concurrency.hpp"
 #include "pixflow/engine/detail/core.hpp"
+#include "pixflow/engine/detail/fusion.hpp"
 #include "pixflow/engine/result.hpp"
 #include "pixflow/engine/stats.hpp"
 
@@ -190,10 +193,19 @@ class Stream {
       : core_(core), out_(out), edge_(edge), scope_(scope) {}
   Stream(detail::GraphCore* core, PendingSource source, detail::Edge* edge)
       : core_(core), out_(nullptr), edge_(edge), scope_(nullptr), source_(std::move(source)) {}
+  Stream(detail::GraphCore* core, std::shared_ptr<detail::FusedChain<T>> chain, detail::Edge* edge, detail::Scope* scope)
+      : core_(core), out_(nullptr), edge_(edge), scope_(scope), chain_(std::move(chain)) {}
 
   /// The sender the next stage connects to. A source is built lazily: as an input_node, or, when
-  /// limit() follows it, as a pump that asks for the next item each time a place frees up.
+  /// limit() follows it, as a pump that asks for the next item each time a place frees up. An open
+  /// fused chain is built here, ending in a broadcast_node.
   tbb::flow::sender<packet>& output();
+  /// The builder of the fused chain this stream ends, for a stage that joins it; or, when the stream
+  /// does not end an open chain, the builder of a new chain fed by output().
+  std::function<void(detail::Step<T>)> take_chain();
+  /// A Stream ending a new open chain built by `build` (closed by run() if no stage follows).
+  template <class U>
+  Stream<U> open_chain(std::function<void(detail::Step<U>)> build, detail::Edge* edge);
   /// The body that asks the source for one item and sends it on.
   static auto source_body(detail::GraphCore* core, PendingSource source, detail::Edge* edge);
 
@@ -210,6 +222,7 @@ class Stream {
   detail::Edge* edge_;
   detail::Scope* scope_;  // the limit() scope this stream is in, or nullptr
   std::optional<PendingSource> source_;  // set until the source is built
+  std::shared_ptr<detail::FusedChain<T>> chain_;  // the fused stages this stream ends, until built
   bool entry_mark_ = false;
 };
 
@@ -264,8 +277,38 @@ tbb::flow::sender<detail::Packet<T>>& Stream<T>::output() {
     });
     core_->activations.emplace_back([&node] { node.activate(); });
     out_ = &node;
+  } else if (chain_ && chain_->open()) {
+    auto& out = core_->make_node<tbb::flow::broadcast_node<packet>>();
+    chain_->take()([&out](ItemKey key, T&& value) { out.try_put(packet{key, std::make_shared<T>(std::move(value))}); });
+    out_ = &out;
   }
   return *out_;
+}
+
+template <class T>
+std::function<void(detail::Step<T>)> Stream<T>::take_chain() {
+  if (chain_ && chain_->open()) return chain_->take();
+  // A new chain: its first stage runs in a node of unlimited concurrency fed by this stream. The node
+  // has no outputs of its own; the chain's last stage puts its results where they go.
+  return [core = core_, &input = output()](detail::Step<T> first) {
+    using node_t = tbb::flow::multifunction_node<packet, std::tuple<tbb::flow::continue_msg>>;
+    auto& node = core->make_node<node_t>(tbb::flow::unlimited,
+                                         [first = std::move(first)](const packet& in, typename node_t::output_ports_type&) {
+                                           first(in.key, std::move(*in.value));
+                                         });
+    tbb::flow::make_edge(input, node);
+  };
+}
+
+template <class T>
+template <class U>
+Stream<U> Stream<T>::open_chain(std::function<void(detail::Step<U>)> build, detail::Edge* edge) {
+  auto chain = std::make_shared<detail::FusedChain<U>>();
+  chain->build = std::move(build);
+  core_->chain_closers.emplace_back([chain] {
+    if (chain->open()) chain->take()([](ItemKey, U&&) {});  // no next stage: the outputs are dropped
+  });
+  return Stream<U>(core_, std::move(chain), edge, scope_);
 }
 
 template <class T>
@@ -279,6 +322,29 @@ auto Stream<T>::compute(std::string name, Concurrency concurrency, F f)
   detail::NodeStats& stats = core->add_stats(name, "compute", concurrency);
   edge_->consumer.store(&stats, std::memory_order_release);
   detail::Edge& next_edge = core->add_edge();
+  if (concurrency.is_unlimited()) {
+    // Joins (or starts) a fused chain: built once the next stage is known.
+    auto step = [core, &stats, &next_edge, f = std::move(f), name = std::move(name), scope = scope_,
+                 entry = take_entry_mark()](detail::Step<U>& next, ItemKey key, T&& value) {
+      if (core->cancelled.load(std::memory_order_relaxed)) return;  // as a cancelled task would be dropped
+      if (entry) entry->enter();
+      const auto started = stats.start();
+      R result = detail::invoke_guarded<R>([&] { return f(std::move(value)); });
+      stats.finish(started, !result.ok());
+      if (result) {
+        stats.emitted();
+        next_edge.arrive();
+        next(key, std::move(result).value());
+      } else {
+        core->fail(detail::FailurePacket{key, name, std::move(result).failure().reason, scope});
+      }
+    };
+    return open_chain<U>(
+        [up = take_chain(), step = std::move(step)](detail::Step<U> next) mutable {
+          up([step = std::move(step), next = std::move(next)](ItemKey key, T&& value) mutable { step(next, key, std::move(value)); });
+        },
+        &next_edge);
+  }
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
       [core, &stats, &next_edge, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](
@@ -433,7 +499,7 @@ Stream<T> Stream<T>::limit(std::size_t places) {
     // holds what waits for a place.
     auto& queue = core_->make_node<tbb::flow::queue_node<packet>>();
     auto& gate = core_->make_node<tbb::flow::limiter_node<packet>>(places);
-    tbb::flow::make_edge(*out_, queue);
+    tbb::flow::make_edge(output(), queue);
     tbb::flow::make_edge(queue, gate);
     scope.decrementer = &gate.decrementer();
     gated = &gate;
@@ -452,6 +518,22 @@ void Stream<T>::sink(std::string name, Concurrency concurrency, F f) {
   auto* core = core_;
   detail::NodeStats& stats = core->add_stats(name, "sink", concurrency);
   edge_->consumer.store(&stats, std::memory_order_release);
+  if (concurrency.is_unlimited()) {
+    // Ends a fused chain (or is a chain of its own).
+    take_chain()([core, &stats, f = std::move(f), name = std::move(name), scope = scope_, entry = take_entry_mark()](
+                     ItemKey key, T&& value) {
+      if (core->cancelled.load(std::memory_order_relaxed)) return;  // as a cancelled task would be dropped
+      if (entry) entry->enter();
+      const auto started = stats.start();
+      Result<void> result = detail::invoke_guarded<Result<void>>([&] { return f(std::move(value)); });
+      stats.finish(started, !result.ok());
+      if (!result)
+        core->fail(detail::FailurePacket{key, name, std::move(result).failure().reason, scope});
+      else if (scope != nullptr)
+        scope->release();
+    });
+    return;
+  }
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
       [core, &stats, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pixflow/engine/concurrency.hpp"
@@ -83,6 +84,8 @@ class GraphCore {
   std::deque<NodeStats> stats;
   std::deque<Edge> edges;
   std::vector<std::function<void()>> activations;  // input_node::activate for each source
+  // For each fused chain: builds it, dropping its outputs, if no stage ended it (run() calls these).
+  std::vector<std::function<void()>> chain_closers;
   std::unique_ptr<failure_sink_t> failure_sink;
   std::deque<Scope> scopes;
   Scope* main_scope = nullptr;  // the one made by limit() with max_in_flight, reported as peak_live
@@ -116,6 +119,12 @@ class GraphCore {
     return scope;
   }
   void cancel(const std::string& reason);
+  /// Sends a failed item to the failure sink (from any body).
+  void fail(FailurePacket&& failed) { failure_sink->try_put(std::move(failed)); }
+  /// Builds the chains that no stage ended (a stream left without a next stage).
+  void close_chains() {
+    for (auto& close : std::exchange(chain_closers, {})) close();
+  }
 };
 
 }  // namespace pixflow::detail
