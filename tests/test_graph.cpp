@@ -616,3 +616,40 @@ TEST_CASE("progress reports live node figures during the run", "[graph]") {
   CHECK(report.node("slow")->active == 0);
   CHECK(report.node("slow")->items == 40);
 }
+
+TEST_CASE("busy_s measures millisecond bodies to within a few percent", "[graph][timing]") {
+  // The body clock may be the TSC, converted with a rate calibrated over the run: it must agree with
+  // steady_clock, which times the same bodies here.
+  std::atomic<std::int64_t> measured_ns{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 4});
+  graph.source("numbers", count_to(20))
+      .limit()
+      .compute("spin", pixflow::Concurrency::unlimited(),
+               [&](int v) -> pixflow::Result<int> {
+                 const auto t0 = std::chrono::steady_clock::now();
+                 burn(std::chrono::microseconds(2000 + 500 * (v % 3)));
+                 measured_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+                 return v;
+               })
+      .sink("drop", pixflow::Concurrency(1), [](int) { return pixflow::ok(); });
+  const auto report = graph.run();
+  const double expected = static_cast<double>(measured_ns.load()) / 1e9;
+  CHECK(expected > 0.04);
+  CHECK(report.node("spin")->busy_s == Approx(expected).epsilon(0.03));
+}
+
+TEST_CASE("the body clock converts its ticks to seconds", "[graph][timing]") {
+  pixflow::detail::BodyClock tsc_if_any;
+  pixflow::detail::BodyClock steady(false);
+  CHECK_FALSE(steady.uses_tsc());
+  const auto a = tsc_if_any.now();
+  const auto b = steady.now();
+  std::this_thread::sleep_for(20ms);
+  const double a_s = static_cast<double>(pixflow::detail::BodyClock::between(a, tsc_if_any.now())) * tsc_if_any.seconds_per_tick();
+  const double b_s = static_cast<double>(pixflow::detail::BodyClock::between(b, steady.now())) * steady.seconds_per_tick();
+  CHECK(a_s >= 0.019);
+  CHECK(a_s < 1.0);
+  CHECK(b_s >= 0.019);
+  CHECK(a_s == Approx(b_s).epsilon(0.02));
+  CHECK(pixflow::detail::BodyClock::between(5, 3) == 0);
+}

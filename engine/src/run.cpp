@@ -85,7 +85,8 @@ std::size_t Graph::threads() const noexcept { return core_->threads; }
 
 std::vector<NodeReport> Graph::snapshot() const {
   std::vector<NodeReport> nodes;
-  for (const auto& stats : core_->stats) nodes.push_back(stats.report());
+  const double seconds_per_tick = core_->body_clock.seconds_per_tick();
+  for (const auto& stats : core_->stats) nodes.push_back(stats.report(seconds_per_tick));
   return nodes;
 }
 

@@ -79,6 +79,7 @@ class GraphCore {
   std::size_t max_in_flight;
   std::optional<tbb::global_control> parallelism;  // only when threads > the default
   tbb::task_arena arena;
+  BodyClock body_clock;  // times every body; its rate is calibrated from here to each report
   std::unique_ptr<tbb::flow::graph> graph;  // constructed inside `arena`, so its tasks run there
   std::deque<std::shared_ptr<void>> nodes;  // owns every node; destroyed before `graph`
   std::deque<NodeStats> stats;
@@ -109,7 +110,7 @@ class GraphCore {
     return ref;
   }
   NodeStats& add_stats(std::string name, std::string kind, Concurrency c) {
-    return stats.emplace_back(std::move(name), std::move(kind), c);
+    return stats.emplace_back(std::move(name), std::move(kind), c, body_clock);
   }
   Edge& add_edge() { return edges.emplace_back(); }
 
