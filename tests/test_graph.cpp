@@ -396,6 +396,48 @@ TEST_CASE("an unlimited compute with no stage after it still runs", "[graph][fus
   CHECK(report.node("last")->emitted == 50);
 }
 
+TEST_CASE("a source before limit() is asked one call at a time, once per free place", "[graph][pump]") {
+  // Places are freed by whichever thread ends an item, so the source is asked from many threads:
+  // never two at once, never more items alive than places, and none lost at the end.
+  const std::size_t threads = GENERATE(1u, 2u, 4u);
+  const std::size_t places = GENERATE(1u, 2u, 16u);
+  CAPTURE(threads, places);
+  std::atomic<int> in_next{0}, overlapping{0}, live{0}, peak_live{0}, done{0};
+  int n = 0;
+  pixflow::Graph graph({.threads = threads, .max_in_flight = places});
+  graph.source("numbers", [&]() -> std::optional<int> {
+         if (in_next.fetch_add(1) != 0) ++overlapping;
+         std::optional<int> v;
+         if (n < 3000) {
+           v = n++;
+           const int now = ++live;
+           int seen = peak_live.load();
+           while (now > seen && !peak_live.compare_exchange_weak(seen, now)) {
+           }
+         }
+         --in_next;
+         return v;
+       })
+      .limit()
+      .compute("work", pixflow::Concurrency::unlimited(),
+               [](int v) -> pixflow::Result<int> {
+                 if (v % 10 == 0) return pixflow::Failure{"tenth"};
+                 return v;
+               })
+      .sink("end", pixflow::Concurrency::unlimited(), [&](int) {
+        ++done;
+        --live;
+        return pixflow::ok();
+      });
+  graph.on_failure([&](const pixflow::ItemFailure&) { --live; });
+  const auto report = graph.run();
+  CHECK(done == 2700);
+  CHECK(overlapping == 0);
+  CHECK(peak_live.load() <= static_cast<int>(places));
+  CHECK(report.node("numbers")->emitted == 3000);
+  CHECK(report.peak_live <= places);
+}
+
 TEST_CASE("expand passes children on with keys in emission order", "[graph]") {
   std::mutex mutex;
   std::vector<pixflow::ItemKey> keys;

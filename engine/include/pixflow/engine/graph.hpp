@@ -480,20 +480,17 @@ Stream<T> Stream<T>::limit(std::size_t places) {
   tbb::flow::sender<packet>* gated = nullptr;
   if (source_) {
     // A pump asks the source for one item per free place: `places` at the start, one more each time an
-    // item leaves the scope. (An input_node feeding a limiter_node stalls in oneTBB 2021.8: once the
-    // edge reverses, input_node::try_reserve never produces a new item.)
-    using pump_t = tbb::flow::multifunction_node<tbb::flow::continue_msg, std::tuple<packet>>;
-    auto body = source_body(core_, std::move(*source_), edge_);
-    source_.reset();
-    auto& pump = core_->make_node<pump_t>(
-        tbb::flow::serial, [body](const tbb::flow::continue_msg&, typename pump_t::output_ports_type& ports) mutable {
-          body([&ports](packet&& p) { std::get<0>(ports).try_put(std::move(p)); });
-        });
-    core_->activations.emplace_back([&pump, places] {
-      for (std::size_t i = 0; i < places; ++i) pump.try_put(tbb::flow::continue_msg());
+    // item leaves the scope, on the thread that frees the place (see detail/source_pump.hpp). (An
+    // input_node feeding a limiter_node stalls in oneTBB 2021.8: once the edge reverses,
+    // input_node::try_reserve never produces a new item.)
+    auto& out = core_->make_node<tbb::flow::broadcast_node<packet>>();
+    detail::SourcePump& pump = core_->add_pump([body = source_body(core_, std::move(*source_), edge_), &out]() mutable {
+      return body([&out](packet&& p) { out.try_put(std::move(p)); });
     });
-    scope.decrementer = &pump;
-    gated = &tbb::flow::output_port<0>(pump);
+    source_.reset();
+    core_->activations.emplace_back([&pump, places] { pump.free_places(places); });
+    scope.pump = &pump;
+    gated = &out;
   } else {
     // Other senders push; a limiter rejects above its threshold and does not buffer, so a queue
     // holds what waits for a place.

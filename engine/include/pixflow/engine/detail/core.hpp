@@ -18,6 +18,7 @@
 
 #include "pixflow/engine/concurrency.hpp"
 #include "pixflow/engine/detail/node_stats.hpp"
+#include "pixflow/engine/detail/source_pump.hpp"
 #include "pixflow/engine/result.hpp"
 
 namespace pixflow::detail {
@@ -33,7 +34,8 @@ struct Packet {
 /// The part of a graph after one `limit()`: at most `threshold` items are alive in it. An item gives
 /// its place back when it leaves the scope: done, failed, or expanded into children.
 struct Scope {
-  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the limiter or pump
+  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the limiter, or
+  SourcePump* pump = nullptr;  // the source this scope asks for items, when one feeds it directly
   std::size_t threshold = 0;
   std::atomic<std::size_t> live{0}, peak_live{0};
 
@@ -42,7 +44,10 @@ struct Scope {
   /// An item leaves the scope: its place goes to the next waiting item.
   void release() {
     live.fetch_sub(1, std::memory_order_relaxed);
-    decrementer->try_put(tbb::flow::continue_msg());
+    if (pump != nullptr)
+      pump->free_places(1);
+    else
+      decrementer->try_put(tbb::flow::continue_msg());
   }
 };
 
@@ -89,6 +94,7 @@ class GraphCore {
   std::vector<std::function<void()>> chain_closers;
   std::unique_ptr<failure_sink_t> failure_sink;
   std::deque<Scope> scopes;
+  std::deque<SourcePump> pumps;
   Scope* main_scope = nullptr;  // the one made by limit() with max_in_flight, reported as peak_live
 
   std::mutex hooks_mutex;
@@ -114,6 +120,7 @@ class GraphCore {
   }
   Edge& add_edge() { return edges.emplace_back(); }
 
+  SourcePump& add_pump(std::function<bool()> pull) { return pumps.emplace_back(cancelled, std::move(pull)); }
   Scope& add_scope(std::size_t threshold) {
     Scope& scope = scopes.emplace_back();
     scope.threshold = threshold;
