@@ -203,6 +203,8 @@ class Stream {
   /// The builder of the fused chain this stream ends, for a stage that joins it; or, when the stream
   /// does not end an open chain, the builder of a new chain fed by output().
   std::function<void(detail::Step<T>)> take_chain();
+  /// Whether this stream ends an open fused chain (that an unlimited stage would join).
+  [[nodiscard]] bool joins_chain() const noexcept { return chain_ && chain_->open(); }
   /// A Stream ending a new open chain built by `build` (closed by run() if no stage follows).
   template <class U>
   Stream<U> open_chain(std::function<void(detail::Step<U>)> build, detail::Edge* edge);
@@ -279,7 +281,7 @@ tbb::flow::sender<detail::Packet<T>>& Stream<T>::output() {
     out_ = &node;
   } else if (chain_ && chain_->open()) {
     auto& out = core_->make_node<tbb::flow::broadcast_node<packet>>();
-    chain_->take()([&out](ItemKey key, T&& value) { out.try_put(packet{key, std::make_shared<T>(std::move(value))}); });
+    chain_->take()([&out](ItemKey key, T&& value, detail::BodyClock::ticks) { out.try_put(packet{key, std::make_shared<T>(std::move(value))}); });
     out_ = &out;
   }
   return *out_;
@@ -287,14 +289,14 @@ tbb::flow::sender<detail::Packet<T>>& Stream<T>::output() {
 
 template <class T>
 std::function<void(detail::Step<T>)> Stream<T>::take_chain() {
-  if (chain_ && chain_->open()) return chain_->take();
+  if (joins_chain()) return chain_->take();
   // A new chain: its first stage runs in a node of unlimited concurrency fed by this stream. The node
   // has no outputs of its own; the chain's last stage puts its results where they go.
   return [core = core_, &input = output()](detail::Step<T> first) {
     using node_t = tbb::flow::multifunction_node<packet, std::tuple<tbb::flow::continue_msg>>;
     auto& node = core->make_node<node_t>(tbb::flow::unlimited,
-                                         [first = std::move(first)](const packet& in, typename node_t::output_ports_type&) {
-                                           first(in.key, std::move(*in.value));
+                                         [core, first = std::move(first)](const packet& in, typename node_t::output_ports_type&) {
+                                           first(in.key, std::move(*in.value), core->body_clock.now());
                                          });
     tbb::flow::make_edge(input, node);
   };
@@ -306,7 +308,7 @@ Stream<U> Stream<T>::open_chain(std::function<void(detail::Step<U>)> build, deta
   auto chain = std::make_shared<detail::FusedChain<U>>();
   chain->build = std::move(build);
   core_->chain_closers.emplace_back([chain] {
-    if (chain->open()) chain->take()([](ItemKey, U&&) {});  // no next stage: the outputs are dropped
+    if (chain->open()) chain->take()([](ItemKey, U&&, detail::BodyClock::ticks) {});  // no next stage: the outputs are dropped
   });
   return Stream<U>(core_, std::move(chain), edge, scope_);
 }
@@ -320,31 +322,36 @@ auto Stream<T>::compute(std::string name, Concurrency concurrency, F f)
   using node_t = tbb::flow::multifunction_node<packet, std::tuple<detail::Packet<U>, detail::FailurePacket>>;
   auto* core = core_;
   detail::NodeStats& stats = core->add_stats(name, "compute", concurrency);
-  edge_->consumer.store(&stats, std::memory_order_release);
   detail::Edge& next_edge = core->add_edge();
   if (concurrency.is_unlimited()) {
-    // Joins (or starts) a fused chain: built once the next stage is known.
+    // Joins (or starts) a fused chain: built once the next stage is known. A stage that joins gets
+    // its items from the previous one directly: they never queue, so they are not counted as queued.
+    const bool queued = !joins_chain();
+    if (queued) edge_->consumer.store(&stats, std::memory_order_release);
     auto step = [core, &stats, &next_edge, f = std::move(f), name = std::move(name), scope = scope_,
-                 entry = take_entry_mark()](detail::Step<U>& next, ItemKey key, T&& value) {
+                 entry = take_entry_mark(), queued](detail::Step<U>& next, ItemKey key, T&& value, detail::BodyClock::ticks now) {
       if (core->cancelled.load(std::memory_order_relaxed)) return;  // as a cancelled task would be dropped
       if (entry) entry->enter();
-      const auto started = stats.start();
+      const auto started = queued ? stats.start(now) : stats.start_unqueued(now);
       R result = detail::invoke_guarded<R>([&] { return f(std::move(value)); });
-      stats.finish(started, !result.ok());
+      const auto ended = stats.finish(started, !result.ok());
       if (result) {
-        stats.emitted();
+        stats.emitted(started);
         next_edge.arrive();
-        next(key, std::move(result).value());
+        next(key, std::move(result).value(), ended);
       } else {
         core->fail(detail::FailurePacket{key, name, std::move(result).failure().reason, scope});
       }
     };
     return open_chain<U>(
         [up = take_chain(), step = std::move(step)](detail::Step<U> next) mutable {
-          up([step = std::move(step), next = std::move(next)](ItemKey key, T&& value) mutable { step(next, key, std::move(value)); });
+          up([step = std::move(step), next = std::move(next)](ItemKey key, T&& value, detail::BodyClock::ticks now) mutable {
+            step(next, key, std::move(value), now);
+          });
         },
         &next_edge);
   }
+  edge_->consumer.store(&stats, std::memory_order_release);
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
       [core, &stats, &next_edge, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](
@@ -514,14 +521,15 @@ void Stream<T>::sink(std::string name, Concurrency concurrency, F f) {
   using node_t = tbb::flow::multifunction_node<packet, std::tuple<detail::FailurePacket>>;
   auto* core = core_;
   detail::NodeStats& stats = core->add_stats(name, "sink", concurrency);
-  edge_->consumer.store(&stats, std::memory_order_release);
   if (concurrency.is_unlimited()) {
-    // Ends a fused chain (or is a chain of its own).
-    take_chain()([core, &stats, f = std::move(f), name = std::move(name), scope = scope_, entry = take_entry_mark()](
-                     ItemKey key, T&& value) {
+    // Ends a fused chain (or is a chain of its own); see compute() for `queued`.
+    const bool queued = !joins_chain();
+    if (queued) edge_->consumer.store(&stats, std::memory_order_release);
+    take_chain()([core, &stats, f = std::move(f), name = std::move(name), scope = scope_, entry = take_entry_mark(), queued](
+                     ItemKey key, T&& value, detail::BodyClock::ticks now) {
       if (core->cancelled.load(std::memory_order_relaxed)) return;  // as a cancelled task would be dropped
       if (entry) entry->enter();
-      const auto started = stats.start();
+      const auto started = queued ? stats.start(now) : stats.start_unqueued(now);
       Result<void> result = detail::invoke_guarded<Result<void>>([&] { return f(std::move(value)); });
       stats.finish(started, !result.ok());
       if (!result)
@@ -531,6 +539,7 @@ void Stream<T>::sink(std::string name, Concurrency concurrency, F f) {
     });
     return;
   }
+  edge_->consumer.store(&stats, std::memory_order_release);
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
       [core, &stats, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](

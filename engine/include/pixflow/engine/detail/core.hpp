@@ -116,7 +116,7 @@ class GraphCore {
     return ref;
   }
   NodeStats& add_stats(std::string name, std::string kind, Concurrency c) {
-    return stats.emplace_back(std::move(name), std::move(kind), c, body_clock);
+    return stats.emplace_back(std::move(name), std::move(kind), c, body_clock, threads);
   }
   Edge& add_edge() { return edges.emplace_back(); }
 

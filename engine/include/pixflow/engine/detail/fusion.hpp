@@ -14,14 +14,16 @@
 #include <memory>
 #include <utility>
 
+#include "pixflow/engine/detail/body_clock.hpp"
 #include "pixflow/engine/result.hpp"
 
 namespace pixflow::detail {
 
 /// What one stage of a chain does with an item it passes on: the next stage's body, or a put into
-/// the node that follows the chain.
+/// the node that follows the chain. `now` is the time the stage ended (BodyClock ticks): the next
+/// stage's body starts then, so the clock is read once between two stages, not twice.
 template <class T>
-using Step = std::function<void(ItemKey, T&&)>;
+using Step = std::function<void(ItemKey, T&&, BodyClock::ticks now)>;
 
 /// Stages of unlimited concurrency that will run in one node, not built yet.
 /// `build(next)` builds that node, with `next` run on every value the last stage passes on; it can
