@@ -695,3 +695,29 @@ TEST_CASE("the body clock converts its ticks to seconds", "[graph][timing]") {
   CHECK(a_s == Approx(b_s).epsilon(0.02));
   CHECK(pixflow::detail::BodyClock::between(5, 3) == 0);
 }
+
+TEST_CASE("a chain fed by a pump takes the items handed to its thread, and only its own", "[graph][pump]") {
+  using HandOff = pixflow::detail::HandOff<int>;
+  const int mine = 0;
+  const int other = 0;
+  int spare = 7;
+  CHECK_FALSE(HandOff::offer(&mine, spare));  // no chain running on this thread
+  std::vector<int> ran;
+  HandOff::serve(&mine, 1, [&](const int& v) {
+    ran.push_back(v);
+    int next = v + 1;
+    if (v < 3) {
+      CHECK(HandOff::offer(&mine, next));
+      int again = 100;
+      CHECK_FALSE(HandOff::offer(&mine, again));  // holds one already...
+    }
+    int foreign = 200;
+    CHECK_FALSE(HandOff::offer(&other, foreign));  // ...and never takes another pump's item
+    if (v == 2) {
+      // A nested chain (a body that waits, and its thread runs another node meanwhile) serves alone.
+      HandOff::serve(&other, 50, [&](const int& w) { ran.push_back(w); });
+    }
+  });
+  CHECK(ran == std::vector<int>{1, 2, 50, 3});
+  CHECK_FALSE(HandOff::offer(&mine, spare));  // the chain has returned
+}

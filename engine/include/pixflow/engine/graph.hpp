@@ -226,6 +226,7 @@ class Stream {
   std::optional<PendingSource> source_;  // set until the source is built
   std::shared_ptr<detail::FusedChain<T>> chain_;  // the fused stages this stream ends, until built
   bool entry_mark_ = false;
+  bool pumped_ = false;  // out_ is a source pump's output (a chain fed by it can take items by HandOff)
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -292,11 +293,18 @@ std::function<void(detail::Step<T>)> Stream<T>::take_chain() {
   if (joins_chain()) return chain_->take();
   // A new chain: its first stage runs in a node of unlimited concurrency fed by this stream. The node
   // has no outputs of its own; the chain's last stage puts its results where they go.
-  return [core = core_, &input = output()](detail::Step<T> first) {
+  // Fed by a source pump, it also runs the items the pump hands to its thread (detail::HandOff).
+  tbb::flow::sender<packet>& input = output();
+  const void* pump = pumped_ ? &input : nullptr;
+  return [core = core_, &input, pump](detail::Step<T> first) {
     using node_t = tbb::flow::multifunction_node<packet, std::tuple<tbb::flow::continue_msg>>;
+    auto run = [core, first = std::move(first)](const packet& in) { first(in.key, std::move(*in.value), core->body_clock.now()); };
     auto& node = core->make_node<node_t>(tbb::flow::unlimited,
-                                         [core, first = std::move(first)](const packet& in, typename node_t::output_ports_type&) {
-                                           first(in.key, std::move(*in.value), core->body_clock.now());
+                                         [pump, run = std::move(run)](const packet& in, typename node_t::output_ports_type&) {
+                                           if (pump != nullptr)
+                                             detail::HandOff<packet>::serve(pump, in, run);
+                                           else
+                                             run(in);
                                          });
     tbb::flow::make_edge(input, node);
   };
@@ -485,6 +493,7 @@ Stream<T> Stream<T>::limit(std::size_t places) {
   if (places == 0) throw std::invalid_argument("pixflow::Stream::limit: places must be >= 1");
   detail::Scope& scope = core_->add_scope(places);
   tbb::flow::sender<packet>* gated = nullptr;
+  const bool source_pumped = source_.has_value();
   if (source_) {
     // A pump asks the source for one item per free place: `places` at the start, one more each time an
     // item leaves the scope, on the thread that frees the place (see detail/source_pump.hpp). (An
@@ -492,7 +501,10 @@ Stream<T> Stream<T>::limit(std::size_t places) {
     // input_node::try_reserve never produces a new item.)
     auto& out = core_->make_node<tbb::flow::broadcast_node<packet>>();
     detail::SourcePump& pump = core_->add_pump([body = source_body(core_, std::move(*source_), edge_), &out]() mutable {
-      return body([&out](packet&& p) { out.try_put(std::move(p)); });
+      return body([&out](packet&& p) {
+        // The owner is named as the chain names it: by the pump's output as a sender.
+        if (!detail::HandOff<packet>::offer(static_cast<tbb::flow::sender<packet>*>(&out), p)) out.try_put(std::move(p));
+      });
     });
     source_.reset();
     core_->activations.emplace_back([&pump, places] { pump.free_places(places); });
@@ -510,6 +522,7 @@ Stream<T> Stream<T>::limit(std::size_t places) {
   }
   Stream<T> limited(core_, gated, edge_, &scope);
   limited.entry_mark_ = true;
+  limited.pumped_ = source_pumped;
   return limited;
 }
 
