@@ -291,6 +291,153 @@ TEST_CASE("failures reach the report with their stage and reason, and the run go
   CHECK(report.node("store")->failed == 1);
 }
 
+TEST_CASE("fused unlimited stages keep their own figures and failures", "[graph][fusion]") {
+  // a -> b -> sink, all unlimited, run in one node; each must still count and fail under its own name,
+  // and give the item's place back (with 4 places, a lost one would stall the run).
+  const std::size_t threads = GENERATE(1u, 2u);
+  CAPTURE(threads);
+  std::mutex mutex;
+  std::map<std::uint64_t, pixflow::ItemFailure> failures;
+  std::atomic<long> sum{0};
+  pixflow::Graph graph({.threads = threads, .max_in_flight = 4});
+  graph.on_failure([&](const pixflow::ItemFailure& f) {
+    std::lock_guard lock(mutex);
+    failures.emplace(f.key.seq, f);
+  });
+  graph.source("numbers", count_to(1000))
+      .limit()
+      .compute("a", pixflow::Concurrency::unlimited(),
+               [](int v) -> pixflow::Result<long> {
+                 if (v % 100 == 1) return pixflow::Failure{"a refuses"};
+                 return long{v} * 2;
+               })
+      .compute("b", pixflow::Concurrency::unlimited(),
+               [](long v) -> pixflow::Result<std::string> {
+                 if (v % 200 == 4) throw std::runtime_error("b broke");
+                 return std::to_string(v);
+               })
+      .sink("c", pixflow::Concurrency::unlimited(), [&](std::string s) -> pixflow::Result<void> {
+        if (s == "20") return pixflow::Failure{"c is full"};
+        sum += std::stol(s);
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  REQUIRE(failures.size() == 21);
+  CHECK(failures.at(1).stage == "a");
+  CHECK(failures.at(1).reason == "a refuses");
+  CHECK(failures.at(2).stage == "b");
+  CHECK(failures.at(2).reason == "internal error: b broke");
+  CHECK(failures.at(10).stage == "c");
+  CHECK(failures.at(10).reason == "c is full");
+  const auto& a = *report.node("a");
+  const auto& b = *report.node("b");
+  const auto& c = *report.node("c");
+  CHECK(a.items == 1000);
+  CHECK(a.failed == 10);
+  CHECK(a.emitted == 990);
+  CHECK(b.items == 990);
+  CHECK(b.failed == 10);
+  CHECK(b.emitted == 980);
+  CHECK(c.items == 980);
+  CHECK(c.failed == 1);
+  for (const auto* n : {&a, &b, &c}) {
+    CHECK(n->kind == (n == &c ? "sink" : "compute"));
+    CHECK(n->active == 0);
+    CHECK(n->queued == 0);
+    CHECK(n->peak_active >= 1);
+    CHECK(n->peak_active <= threads);
+  }
+  long expected = 0;
+  for (int v = 0; v < 1000; ++v)
+    if (v % 100 != 1 && v % 100 != 2 && v != 10) expected += 2L * v;
+  CHECK(sum == expected);
+}
+
+TEST_CASE("a fused chain feeds stages that cannot join it", "[graph][fusion]") {
+  // unlimited -> unlimited -> bounded compute -> unlimited compute -> io -> unlimited sink
+  Service service;
+  std::atomic<int> done{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 8});
+  graph.on_cancel([&] { service.cancel_all([](Service::Op& op) { op(); }); });
+  graph.source("numbers", count_to(200))
+      .limit()
+      .compute("one", pixflow::Concurrency::unlimited(), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .compute("two", pixflow::Concurrency::unlimited(), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .compute("serial", pixflow::Concurrency(1), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .compute("three", pixflow::Concurrency::unlimited(), [](int v) -> pixflow::Result<int> { return v + 1; })
+      .io<int>("io", pixflow::Concurrency(4),
+               [&](int v, pixflow::Completion<int> complete) {
+                 service.submit([] { return true; }, [v, complete] { complete(v); });
+               })
+      .sink("end", pixflow::Concurrency::unlimited(), [&](int v) -> pixflow::Result<void> {
+        if (v < 4 || v >= 204) return pixflow::Failure{"out of range"};
+        ++done;
+        return pixflow::ok();
+      });
+  const auto report = graph.run();
+  CHECK(done == 200);
+  for (const char* name : {"one", "two", "serial", "three", "io", "end"}) {
+    CAPTURE(name);
+    CHECK(report.node(name)->items == 200);
+    CHECK(report.node(name)->failed == 0);
+  }
+  CHECK(report.node("serial")->peak_active == 1);
+}
+
+TEST_CASE("an unlimited compute with no stage after it still runs", "[graph][fusion]") {
+  std::atomic<int> ran{0};
+  pixflow::Graph graph({.threads = 2});
+  graph.source("numbers", count_to(50)).compute("last", pixflow::Concurrency::unlimited(), [&](int v) -> pixflow::Result<int> {
+    ++ran;
+    return v;
+  });
+  const auto report = graph.run();
+  CHECK(ran == 50);
+  CHECK(report.node("last")->emitted == 50);
+}
+
+TEST_CASE("a source before limit() is asked one call at a time, once per free place", "[graph][pump]") {
+  // Places are freed by whichever thread ends an item, so the source is asked from many threads:
+  // never two at once, never more items alive than places, and none lost at the end.
+  const std::size_t threads = GENERATE(1u, 2u, 4u);
+  const std::size_t places = GENERATE(1u, 2u, 16u);
+  CAPTURE(threads, places);
+  std::atomic<int> in_next{0}, overlapping{0}, live{0}, peak_live{0}, done{0};
+  int n = 0;
+  pixflow::Graph graph({.threads = threads, .max_in_flight = places});
+  graph.source("numbers", [&]() -> std::optional<int> {
+         if (in_next.fetch_add(1) != 0) ++overlapping;
+         std::optional<int> v;
+         if (n < 3000) {
+           v = n++;
+           const int now = ++live;
+           int seen = peak_live.load();
+           while (now > seen && !peak_live.compare_exchange_weak(seen, now)) {
+           }
+         }
+         --in_next;
+         return v;
+       })
+      .limit()
+      .compute("work", pixflow::Concurrency::unlimited(),
+               [](int v) -> pixflow::Result<int> {
+                 if (v % 10 == 0) return pixflow::Failure{"tenth"};
+                 return v;
+               })
+      .sink("end", pixflow::Concurrency::unlimited(), [&](int) {
+        ++done;
+        --live;
+        return pixflow::ok();
+      });
+  graph.on_failure([&](const pixflow::ItemFailure&) { --live; });
+  const auto report = graph.run();
+  CHECK(done == 2700);
+  CHECK(overlapping == 0);
+  CHECK(peak_live.load() <= static_cast<int>(places));
+  CHECK(report.node("numbers")->emitted == 3000);
+  CHECK(report.peak_live <= places);
+}
+
 TEST_CASE("expand passes children on with keys in emission order", "[graph]") {
   std::mutex mutex;
   std::vector<pixflow::ItemKey> keys;
@@ -510,4 +657,67 @@ TEST_CASE("progress reports live node figures during the run", "[graph]") {
   CHECK(saw_work);
   CHECK(report.node("slow")->active == 0);
   CHECK(report.node("slow")->items == 40);
+}
+
+TEST_CASE("busy_s measures millisecond bodies to within a few percent", "[graph][timing]") {
+  // The body clock may be the TSC, converted with a rate calibrated over the run: it must agree with
+  // steady_clock, which times the same bodies here.
+  std::atomic<std::int64_t> measured_ns{0};
+  pixflow::Graph graph({.threads = 2, .max_in_flight = 4});
+  graph.source("numbers", count_to(20))
+      .limit()
+      .compute("spin", pixflow::Concurrency::unlimited(),
+               [&](int v) -> pixflow::Result<int> {
+                 const auto t0 = std::chrono::steady_clock::now();
+                 burn(std::chrono::microseconds(2000 + 500 * (v % 3)));
+                 measured_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+                 return v;
+               })
+      .sink("drop", pixflow::Concurrency(1), [](int) { return pixflow::ok(); });
+  const auto report = graph.run();
+  const double expected = static_cast<double>(measured_ns.load()) / 1e9;
+  CHECK(expected > 0.04);
+  CHECK(report.node("spin")->busy_s == Approx(expected).epsilon(0.03));
+}
+
+TEST_CASE("the body clock converts its ticks to seconds", "[graph][timing]") {
+  pixflow::detail::BodyClock tsc_if_any;
+  pixflow::detail::BodyClock steady(false);
+  CHECK_FALSE(steady.uses_tsc());
+  const auto a = tsc_if_any.now();
+  const auto b = steady.now();
+  std::this_thread::sleep_for(20ms);
+  const double a_s = static_cast<double>(pixflow::detail::BodyClock::between(a, tsc_if_any.now())) * tsc_if_any.seconds_per_tick();
+  const double b_s = static_cast<double>(pixflow::detail::BodyClock::between(b, steady.now())) * steady.seconds_per_tick();
+  CHECK(a_s >= 0.019);
+  CHECK(a_s < 1.0);
+  CHECK(b_s >= 0.019);
+  CHECK(a_s == Approx(b_s).epsilon(0.02));
+  CHECK(pixflow::detail::BodyClock::between(5, 3) == 0);
+}
+
+TEST_CASE("a chain fed by a pump takes the items handed to its thread, and only its own", "[graph][pump]") {
+  using HandOff = pixflow::detail::HandOff<int>;
+  const int mine = 0;
+  const int other = 0;
+  int spare = 7;
+  CHECK_FALSE(HandOff::offer(&mine, spare));  // no chain running on this thread
+  std::vector<int> ran;
+  HandOff::serve(&mine, 1, [&](const int& v) {
+    ran.push_back(v);
+    int next = v + 1;
+    if (v < 3) {
+      CHECK(HandOff::offer(&mine, next));
+      int again = 100;
+      CHECK_FALSE(HandOff::offer(&mine, again));  // holds one already...
+    }
+    int foreign = 200;
+    CHECK_FALSE(HandOff::offer(&other, foreign));  // ...and never takes another pump's item
+    if (v == 2) {
+      // A nested chain (a body that waits, and its thread runs another node meanwhile) serves alone.
+      HandOff::serve(&other, 50, [&](const int& w) { ran.push_back(w); });
+    }
+  });
+  CHECK(ran == std::vector<int>{1, 2, 50, 3});
+  CHECK_FALSE(HandOff::offer(&mine, spare));  // the chain has returned
 }

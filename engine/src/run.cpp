@@ -85,7 +85,8 @@ std::size_t Graph::threads() const noexcept { return core_->threads; }
 
 std::vector<NodeReport> Graph::snapshot() const {
   std::vector<NodeReport> nodes;
-  for (const auto& stats : core_->stats) nodes.push_back(stats.report());
+  const double seconds_per_tick = core_->body_clock.seconds_per_tick();
+  for (const auto& stats : core_->stats) nodes.push_back(stats.report(seconds_per_tick));
   return nodes;
 }
 
@@ -141,6 +142,7 @@ RunReport Graph::run() {
     }
   });
 
+  core_->close_chains();
   core_->arena.execute([this] {
     for (auto& activate : core_->activations) activate();
     core_->graph->wait_for_all();

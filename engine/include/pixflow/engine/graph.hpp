@@ -5,7 +5,9 @@
 /// A Graph starts from a source; each call on a Stream adds one stage and returns the Stream of its
 /// output. Stage kinds:
 /// - `compute(name, concurrency, f)`: `f(T) -> Result<U>`, a function_node; work stealing spreads it
-///   over every core when the concurrency is unlimited.
+///   over every core when the concurrency is unlimited. Adjacent unlimited compute stages (and an
+///   unlimited sink after them) run in one node, one task per item (see detail/fusion.hpp); each
+///   still has its own figures in the report.
 /// - `expand(name, concurrency, f)`: `f(T, Emitter<U>&) -> Result<void>`, one item in, many out
 ///   (a listing page in, its images out).
 /// - `io<U>(name, concurrency, f)`: `f(T, Completion<U>)` hands the work to an outside service (an
@@ -44,6 +46,7 @@
 
 #include "pixflow/engine/concurrency.hpp"
 #include "pixflow/engine/detail/core.hpp"
+#include "pixflow/engine/detail/fusion.hpp"
 #include "pixflow/engine/result.hpp"
 #include "pixflow/engine/stats.hpp"
 
@@ -190,10 +193,21 @@ class Stream {
       : core_(core), out_(out), edge_(edge), scope_(scope) {}
   Stream(detail::GraphCore* core, PendingSource source, detail::Edge* edge)
       : core_(core), out_(nullptr), edge_(edge), scope_(nullptr), source_(std::move(source)) {}
+  Stream(detail::GraphCore* core, std::shared_ptr<detail::FusedChain<T>> chain, detail::Edge* edge, detail::Scope* scope)
+      : core_(core), out_(nullptr), edge_(edge), scope_(scope), chain_(std::move(chain)) {}
 
   /// The sender the next stage connects to. A source is built lazily: as an input_node, or, when
-  /// limit() follows it, as a pump that asks for the next item each time a place frees up.
+  /// limit() follows it, as a pump that asks for the next item each time a place frees up. An open
+  /// fused chain is built here, ending in a broadcast_node.
   tbb::flow::sender<packet>& output();
+  /// The builder of the fused chain this stream ends, for a stage that joins it; or, when the stream
+  /// does not end an open chain, the builder of a new chain fed by output().
+  std::function<void(detail::Step<T>)> take_chain();
+  /// Whether this stream ends an open fused chain (that an unlimited stage would join).
+  [[nodiscard]] bool joins_chain() const noexcept { return chain_ && chain_->open(); }
+  /// A Stream ending a new open chain built by `build` (closed by run() if no stage follows).
+  template <class U>
+  Stream<U> open_chain(std::function<void(detail::Step<U>)> build, detail::Edge* edge);
   /// The body that asks the source for one item and sends it on.
   static auto source_body(detail::GraphCore* core, PendingSource source, detail::Edge* edge);
 
@@ -210,7 +224,9 @@ class Stream {
   detail::Edge* edge_;
   detail::Scope* scope_;  // the limit() scope this stream is in, or nullptr
   std::optional<PendingSource> source_;  // set until the source is built
+  std::shared_ptr<detail::FusedChain<T>> chain_;  // the fused stages this stream ends, until built
   bool entry_mark_ = false;
+  bool pumped_ = false;  // out_ is a source pump's output (a chain fed by it can take items by HandOff)
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -264,8 +280,45 @@ tbb::flow::sender<detail::Packet<T>>& Stream<T>::output() {
     });
     core_->activations.emplace_back([&node] { node.activate(); });
     out_ = &node;
+  } else if (chain_ && chain_->open()) {
+    auto& out = core_->make_node<tbb::flow::broadcast_node<packet>>();
+    chain_->take()([&out](ItemKey key, T&& value, detail::BodyClock::ticks) { out.try_put(packet{key, std::make_shared<T>(std::move(value))}); });
+    out_ = &out;
   }
   return *out_;
+}
+
+template <class T>
+std::function<void(detail::Step<T>)> Stream<T>::take_chain() {
+  if (joins_chain()) return chain_->take();
+  // A new chain: its first stage runs in a node of unlimited concurrency fed by this stream. The node
+  // has no outputs of its own; the chain's last stage puts its results where they go.
+  // Fed by a source pump, it also runs the items the pump hands to its thread (detail::HandOff).
+  tbb::flow::sender<packet>& input = output();
+  const void* pump = pumped_ ? &input : nullptr;
+  return [core = core_, &input, pump](detail::Step<T> first) {
+    using node_t = tbb::flow::multifunction_node<packet, std::tuple<tbb::flow::continue_msg>>;
+    auto run = [core, first = std::move(first)](const packet& in) { first(in.key, std::move(*in.value), core->body_clock.now()); };
+    auto& node = core->make_node<node_t>(tbb::flow::unlimited,
+                                         [pump, run = std::move(run)](const packet& in, typename node_t::output_ports_type&) {
+                                           if (pump != nullptr)
+                                             detail::HandOff<packet>::serve(pump, in, run);
+                                           else
+                                             run(in);
+                                         });
+    tbb::flow::make_edge(input, node);
+  };
+}
+
+template <class T>
+template <class U>
+Stream<U> Stream<T>::open_chain(std::function<void(detail::Step<U>)> build, detail::Edge* edge) {
+  auto chain = std::make_shared<detail::FusedChain<U>>();
+  chain->build = std::move(build);
+  core_->chain_closers.emplace_back([chain] {
+    if (chain->open()) chain->take()([](ItemKey, U&&, detail::BodyClock::ticks) {});  // no next stage: the outputs are dropped
+  });
+  return Stream<U>(core_, std::move(chain), edge, scope_);
 }
 
 template <class T>
@@ -277,8 +330,36 @@ auto Stream<T>::compute(std::string name, Concurrency concurrency, F f)
   using node_t = tbb::flow::multifunction_node<packet, std::tuple<detail::Packet<U>, detail::FailurePacket>>;
   auto* core = core_;
   detail::NodeStats& stats = core->add_stats(name, "compute", concurrency);
-  edge_->consumer.store(&stats, std::memory_order_release);
   detail::Edge& next_edge = core->add_edge();
+  if (concurrency.is_unlimited()) {
+    // Joins (or starts) a fused chain: built once the next stage is known. A stage that joins gets
+    // its items from the previous one directly: they never queue, so they are not counted as queued.
+    const bool queued = !joins_chain();
+    if (queued) edge_->consumer.store(&stats, std::memory_order_release);
+    auto step = [core, &stats, &next_edge, f = std::move(f), name = std::move(name), scope = scope_,
+                 entry = take_entry_mark(), queued](detail::Step<U>& next, ItemKey key, T&& value, detail::BodyClock::ticks now) {
+      if (core->cancelled.load(std::memory_order_relaxed)) return;  // as a cancelled task would be dropped
+      if (entry) entry->enter();
+      const auto started = queued ? stats.start(now) : stats.start_unqueued(now);
+      R result = detail::invoke_guarded<R>([&] { return f(std::move(value)); });
+      const auto ended = stats.finish(started, !result.ok());
+      if (result) {
+        stats.emitted(started);
+        next_edge.arrive();
+        next(key, std::move(result).value(), ended);
+      } else {
+        core->fail(detail::FailurePacket{key, name, std::move(result).failure().reason, scope});
+      }
+    };
+    return open_chain<U>(
+        [up = take_chain(), step = std::move(step)](detail::Step<U> next) mutable {
+          up([step = std::move(step), next = std::move(next)](ItemKey key, T&& value, detail::BodyClock::ticks now) mutable {
+            step(next, key, std::move(value), now);
+          });
+        },
+        &next_edge);
+  }
+  edge_->consumer.store(&stats, std::memory_order_release);
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),
       [core, &stats, &next_edge, f = std::move(f), name, scope = scope_, entry = take_entry_mark()](
@@ -412,34 +493,36 @@ Stream<T> Stream<T>::limit(std::size_t places) {
   if (places == 0) throw std::invalid_argument("pixflow::Stream::limit: places must be >= 1");
   detail::Scope& scope = core_->add_scope(places);
   tbb::flow::sender<packet>* gated = nullptr;
+  const bool source_pumped = source_.has_value();
   if (source_) {
     // A pump asks the source for one item per free place: `places` at the start, one more each time an
-    // item leaves the scope. (An input_node feeding a limiter_node stalls in oneTBB 2021.8: once the
-    // edge reverses, input_node::try_reserve never produces a new item.)
-    using pump_t = tbb::flow::multifunction_node<tbb::flow::continue_msg, std::tuple<packet>>;
-    auto body = source_body(core_, std::move(*source_), edge_);
-    source_.reset();
-    auto& pump = core_->make_node<pump_t>(
-        tbb::flow::serial, [body](const tbb::flow::continue_msg&, typename pump_t::output_ports_type& ports) mutable {
-          body([&ports](packet&& p) { std::get<0>(ports).try_put(std::move(p)); });
-        });
-    core_->activations.emplace_back([&pump, places] {
-      for (std::size_t i = 0; i < places; ++i) pump.try_put(tbb::flow::continue_msg());
+    // item leaves the scope, on the thread that frees the place (see detail/source_pump.hpp). (An
+    // input_node feeding a limiter_node stalls in oneTBB 2021.8: once the edge reverses,
+    // input_node::try_reserve never produces a new item.)
+    auto& out = core_->make_node<tbb::flow::broadcast_node<packet>>();
+    detail::SourcePump& pump = core_->add_pump([body = source_body(core_, std::move(*source_), edge_), &out]() mutable {
+      return body([&out](packet&& p) {
+        // The owner is named as the chain names it: by the pump's output as a sender.
+        if (!detail::HandOff<packet>::offer(static_cast<tbb::flow::sender<packet>*>(&out), p)) out.try_put(std::move(p));
+      });
     });
-    scope.decrementer = &pump;
-    gated = &tbb::flow::output_port<0>(pump);
+    source_.reset();
+    core_->activations.emplace_back([&pump, places] { pump.free_places(places); });
+    scope.pump = &pump;
+    gated = &out;
   } else {
     // Other senders push; a limiter rejects above its threshold and does not buffer, so a queue
     // holds what waits for a place.
     auto& queue = core_->make_node<tbb::flow::queue_node<packet>>();
     auto& gate = core_->make_node<tbb::flow::limiter_node<packet>>(places);
-    tbb::flow::make_edge(*out_, queue);
+    tbb::flow::make_edge(output(), queue);
     tbb::flow::make_edge(queue, gate);
     scope.decrementer = &gate.decrementer();
     gated = &gate;
   }
   Stream<T> limited(core_, gated, edge_, &scope);
   limited.entry_mark_ = true;
+  limited.pumped_ = source_pumped;
   return limited;
 }
 
@@ -451,6 +534,24 @@ void Stream<T>::sink(std::string name, Concurrency concurrency, F f) {
   using node_t = tbb::flow::multifunction_node<packet, std::tuple<detail::FailurePacket>>;
   auto* core = core_;
   detail::NodeStats& stats = core->add_stats(name, "sink", concurrency);
+  if (concurrency.is_unlimited()) {
+    // Ends a fused chain (or is a chain of its own); see compute() for `queued`.
+    const bool queued = !joins_chain();
+    if (queued) edge_->consumer.store(&stats, std::memory_order_release);
+    take_chain()([core, &stats, f = std::move(f), name = std::move(name), scope = scope_, entry = take_entry_mark(), queued](
+                     ItemKey key, T&& value, detail::BodyClock::ticks now) {
+      if (core->cancelled.load(std::memory_order_relaxed)) return;  // as a cancelled task would be dropped
+      if (entry) entry->enter();
+      const auto started = queued ? stats.start(now) : stats.start_unqueued(now);
+      Result<void> result = detail::invoke_guarded<Result<void>>([&] { return f(std::move(value)); });
+      stats.finish(started, !result.ok());
+      if (!result)
+        core->fail(detail::FailurePacket{key, name, std::move(result).failure().reason, scope});
+      else if (scope != nullptr)
+        scope->release();
+    });
+    return;
+  }
   edge_->consumer.store(&stats, std::memory_order_release);
   auto& node = core->make_node<node_t>(
       detail::tbb_concurrency(concurrency),

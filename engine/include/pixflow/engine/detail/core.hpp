@@ -13,10 +13,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pixflow/engine/concurrency.hpp"
 #include "pixflow/engine/detail/node_stats.hpp"
+#include "pixflow/engine/detail/source_pump.hpp"
 #include "pixflow/engine/result.hpp"
 
 namespace pixflow::detail {
@@ -32,7 +34,8 @@ struct Packet {
 /// The part of a graph after one `limit()`: at most `threshold` items are alive in it. An item gives
 /// its place back when it leaves the scope: done, failed, or expanded into children.
 struct Scope {
-  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the limiter or pump
+  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the limiter, or
+  SourcePump* pump = nullptr;  // the source this scope asks for items, when one feeds it directly
   std::size_t threshold = 0;
   std::atomic<std::size_t> live{0}, peak_live{0};
 
@@ -41,7 +44,10 @@ struct Scope {
   /// An item leaves the scope: its place goes to the next waiting item.
   void release() {
     live.fetch_sub(1, std::memory_order_relaxed);
-    decrementer->try_put(tbb::flow::continue_msg());
+    if (pump != nullptr)
+      pump->free_places(1);
+    else
+      decrementer->try_put(tbb::flow::continue_msg());
   }
 };
 
@@ -78,13 +84,17 @@ class GraphCore {
   std::size_t max_in_flight;
   std::optional<tbb::global_control> parallelism;  // only when threads > the default
   tbb::task_arena arena;
+  BodyClock body_clock;  // times every body; its rate is calibrated from here to each report
   std::unique_ptr<tbb::flow::graph> graph;  // constructed inside `arena`, so its tasks run there
   std::deque<std::shared_ptr<void>> nodes;  // owns every node; destroyed before `graph`
   std::deque<NodeStats> stats;
   std::deque<Edge> edges;
   std::vector<std::function<void()>> activations;  // input_node::activate for each source
+  // For each fused chain: builds it, dropping its outputs, if no stage ended it (run() calls these).
+  std::vector<std::function<void()>> chain_closers;
   std::unique_ptr<failure_sink_t> failure_sink;
   std::deque<Scope> scopes;
+  std::deque<SourcePump> pumps;
   Scope* main_scope = nullptr;  // the one made by limit() with max_in_flight, reported as peak_live
 
   std::mutex hooks_mutex;
@@ -106,16 +116,23 @@ class GraphCore {
     return ref;
   }
   NodeStats& add_stats(std::string name, std::string kind, Concurrency c) {
-    return stats.emplace_back(std::move(name), std::move(kind), c);
+    return stats.emplace_back(std::move(name), std::move(kind), c, body_clock, threads);
   }
   Edge& add_edge() { return edges.emplace_back(); }
 
+  SourcePump& add_pump(std::function<bool()> pull) { return pumps.emplace_back(cancelled, std::move(pull)); }
   Scope& add_scope(std::size_t threshold) {
     Scope& scope = scopes.emplace_back();
     scope.threshold = threshold;
     return scope;
   }
   void cancel(const std::string& reason);
+  /// Sends a failed item to the failure sink (from any body).
+  void fail(FailurePacket&& failed) { failure_sink->try_put(std::move(failed)); }
+  /// Builds the chains that no stage ended (a stream left without a next stage).
+  void close_chains() {
+    for (auto& close : std::exchange(chain_closers, {})) close();
+  }
 };
 
 }  // namespace pixflow::detail

@@ -1,11 +1,14 @@
 #pragma once
 // Internal: the live, thread-safe counters behind a NodeReport.
+#include <oneapi/tbb/task_arena.h>
+
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "pixflow/engine/detail/body_clock.hpp"
 #include "pixflow/engine/stats.hpp"
 
 namespace pixflow::detail {
@@ -17,43 +20,82 @@ inline void raise_peak(std::atomic<std::size_t>& peak, std::size_t value) noexce
   }
 }
 
+/// The figures of one node, updated by its bodies on any thread and read by reports at any time.
+///
+/// The sums (items, failed, emitted, busy time) are kept per worker thread, each on its own cache
+/// line, and added up by report(): with trivial bodies, every thread incrementing one shared line
+/// cost more than the bodies. The counts that have peaks (active, queued) stay shared, since a peak
+/// needs the count of the moment.
 class NodeStats {
  public:
-  using clock = std::chrono::steady_clock;
+  /// `clock` times the bodies; it must outlive the NodeStats (the GraphCore owns both). `threads`
+  /// is the arena's number of threads (each gets its own shard; other threads share one).
+  NodeStats(std::string name, std::string kind, Concurrency concurrency, const BodyClock& clock, std::size_t threads)
+      : name_(std::move(name)),
+        kind_(std::move(kind)),
+        concurrency_(concurrency),
+        clock_(&clock),
+        shard_count_(threads + 1),
+        shards_(std::make_unique<Shard[]>(threads + 1)) {}
 
-  NodeStats(std::string name, std::string kind, Concurrency concurrency)
-      : name_(std::move(name)), kind_(std::move(kind)), concurrency_(concurrency) {}
+ private:
+  struct alignas(64) Shard {
+    std::atomic<std::uint64_t> items{0}, failed{0}, emitted{0}, busy_ticks{0};
+  };
+
+ public:
+  /// One body in progress: when it started and the shard of the thread that started it.
+  struct Body {
+    BodyClock::ticks started;
+    Shard* shard;
+  };
 
   /// An item was put into this node's input (it may wait in a queue).
   void arrive() noexcept {
     raise_peak(peak_queue_, queued_.fetch_add(1, std::memory_order_relaxed) + 1);
   }
-  /// A body (or an I/O operation) starts; returns its start time.
-  clock::time_point start() noexcept {
+  /// A body (or an I/O operation) starts, for an item that arrive() counted.
+  Body start() noexcept { return start(clock_->now()); }
+  /// The same, at `now` (the time the previous stage of a fused chain ended).
+  Body start(BodyClock::ticks now) noexcept {
     queued_.fetch_sub(1, std::memory_order_relaxed);
-    raise_peak(peak_active_, active_.fetch_add(1, std::memory_order_relaxed) + 1);
-    return clock::now();
+    return start_unqueued(now);
   }
-  /// The body that started at `started` ends, successfully or not.
-  void finish(clock::time_point started, bool failed) noexcept {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - started).count();
-    busy_ns_.fetch_add(static_cast<std::uint64_t>(ns), std::memory_order_relaxed);
-    items_.fetch_add(1, std::memory_order_relaxed);
-    if (failed) failed_.fetch_add(1, std::memory_order_relaxed);
+  /// A body starts at `now` for an item handed over directly by the previous stage of a fused chain:
+  /// it never waited in front of this node, so it was never counted as queued.
+  Body start_unqueued(BodyClock::ticks now) noexcept {
+    raise_peak(peak_active_, active_.fetch_add(1, std::memory_order_relaxed) + 1);
+    return Body{now, &this_thread_shard()};
+  }
+  /// The body ends, successfully or not; returns the time it ended.
+  BodyClock::ticks finish(const Body& body, bool failed) noexcept {
+    const BodyClock::ticks ended = clock_->now();
+    Shard& shard = *body.shard;
+    shard.busy_ticks.fetch_add(BodyClock::between(body.started, ended), std::memory_order_relaxed);
+    shard.items.fetch_add(1, std::memory_order_relaxed);
+    if (failed) shard.failed.fetch_add(1, std::memory_order_relaxed);
     active_.fetch_sub(1, std::memory_order_relaxed);
+    return ended;
   }
   /// `n` items were passed on downstream.
-  void emitted(std::uint64_t n = 1) noexcept { emitted_.fetch_add(n, std::memory_order_relaxed); }
+  void emitted(std::uint64_t n = 1) noexcept { this_thread_shard().emitted.fetch_add(n, std::memory_order_relaxed); }
+  /// The same, by the thread that ran `body`.
+  void emitted(const Body& body, std::uint64_t n = 1) noexcept { body.shard->emitted.fetch_add(n, std::memory_order_relaxed); }
 
-  [[nodiscard]] NodeReport report() const {
+  /// The figures now; `seconds_per_tick` from the BodyClock (read once for all nodes of a report).
+  [[nodiscard]] NodeReport report(double seconds_per_tick) const {
     NodeReport r;
     r.name = name_;
     r.kind = kind_;
     r.concurrency = concurrency_;
-    r.items = items_.load();
-    r.failed = failed_.load();
-    r.emitted = emitted_.load();
-    r.busy_s = static_cast<double>(busy_ns_.load()) / 1e9;
+    std::uint64_t busy_ticks = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      r.items += shards_[i].items.load();
+      r.failed += shards_[i].failed.load();
+      r.emitted += shards_[i].emitted.load();
+      busy_ticks += shards_[i].busy_ticks.load();
+    }
+    r.busy_s = static_cast<double>(busy_ticks) * seconds_per_tick;
     r.peak_active = peak_active_.load();
     r.peak_queue = peak_queue_.load();
     r.active = active_.load();
@@ -62,11 +104,22 @@ class NodeStats {
   }
 
  private:
+  /// The shard of the calling thread: its slot in the arena, or shard 0 for a thread outside it.
+  /// (Shards are atomic, so a thread of another arena that lands on a slot's shard is still counted.)
+  Shard& this_thread_shard() const noexcept {
+    const int slot = tbb::this_task_arena::current_thread_index();
+    const auto i = static_cast<std::size_t>(slot) + 1;
+    return shards_[slot >= 0 && i < shard_count_ ? i : 0];
+  }
+
   std::string name_;
   std::string kind_;
   Concurrency concurrency_;
-  std::atomic<std::uint64_t> items_{0}, failed_{0}, emitted_{0}, busy_ns_{0};
-  std::atomic<std::size_t> active_{0}, peak_active_{0}, queued_{0}, peak_queue_{0};
+  const BodyClock* clock_;
+  std::size_t shard_count_;
+  std::unique_ptr<Shard[]> shards_;
+  alignas(64) std::atomic<std::size_t> active_{0}, peak_active_{0};
+  alignas(64) std::atomic<std::size_t> queued_{0}, peak_queue_{0};
 };
 
 /// The link from a producing node to whichever node consumes its output, so the producer can count
