@@ -2,7 +2,7 @@
 /// @file
 /// Everything an application needs to embed pixflow, in one include: the generic engine (Graph, Stream,
 /// Result, Concurrency, RunReport, interrupts) and the image pipeline (run_pipeline, its sources,
-/// config, custom stages and report).
+/// config, custom stages and report), and tune_malloc_for_images for your main.
 ///
 /// @code
 /// #include <pixflow/pixflow.hpp>
@@ -18,6 +18,7 @@
 #include "pixflow/engine/graph.hpp"
 #include "pixflow/engine/result.hpp"
 #include "pixflow/engine/stats.hpp"
+#include "pixflow/tasks/allocator.hpp"
 #include "pixflow/tasks/config.hpp"
 #include "pixflow/tasks/pipeline.hpp"
 #include "pixflow/tasks/report.hpp"
