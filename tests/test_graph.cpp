@@ -111,6 +111,23 @@ class Service {
   std::thread thread_;
 };
 
+/// The failures of a graph's run by item number (on_failure calls come one at a time, from any thread).
+class FailureLog {
+ public:
+  explicit FailureLog(pixflow::Graph& graph) {
+    graph.on_failure([this](const pixflow::ItemFailure& f) {
+      std::lock_guard lock(mutex_);
+      by_seq_.emplace(f.key.seq, f);
+    });
+  }
+  const pixflow::ItemFailure& at(std::uint64_t seq) const { return by_seq_.at(seq); }
+  [[nodiscard]] std::size_t size() const { return by_seq_.size(); }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::uint64_t, pixflow::ItemFailure> by_seq_;
+};
+
 }  // namespace
 
 TEST_CASE("a compute stage never runs more bodies at once than its concurrency", "[graph]") {
@@ -246,14 +263,9 @@ TEST_CASE("an I/O stage with many slow operations does not stop compute stages",
 }
 
 TEST_CASE("failures reach the report with their stage and reason, and the run goes on", "[graph]") {
-  std::mutex mutex;
-  std::map<std::uint64_t, pixflow::ItemFailure> failures;
   std::atomic<int> done{0};
   pixflow::Graph graph({.threads = 2, .max_in_flight = 4});
-  graph.on_failure([&](const pixflow::ItemFailure& f) {
-    std::lock_guard lock(mutex);
-    failures.emplace(f.key.seq, f);
-  });
+  FailureLog failures(graph);
   graph.source("numbers", count_to(30))
       .limit()
       .compute("parse", pixflow::Concurrency::unlimited(),
@@ -296,14 +308,9 @@ TEST_CASE("fused unlimited stages keep their own figures and failures", "[graph]
   // and give the item's place back (with 4 places, a lost one would stall the run).
   const std::size_t threads = GENERATE(1u, 2u);
   CAPTURE(threads);
-  std::mutex mutex;
-  std::map<std::uint64_t, pixflow::ItemFailure> failures;
   std::atomic<long> sum{0};
   pixflow::Graph graph({.threads = threads, .max_in_flight = 4});
-  graph.on_failure([&](const pixflow::ItemFailure& f) {
-    std::lock_guard lock(mutex);
-    failures.emplace(f.key.seq, f);
-  });
+  FailureLog failures(graph);
   graph.source("numbers", count_to(1000))
       .limit()
       .compute("a", pixflow::Concurrency::unlimited(),
