@@ -114,3 +114,21 @@ TEST_CASE("a missing folder, a file and an empty folder", "[sources]") {
   REQUIRE(empty);
   CHECK(empty->empty());
 }
+
+TEST_CASE("read_file returns a file's exact bytes, and a missing file is a clear error", "[sources]") {
+  const auto photo = pixflow::test::photo("garden.png");
+  const auto bytes = read_file(photo);
+  REQUIRE(bytes);
+  CHECK(*bytes == pixflow::test::read_bytes(photo));
+  CHECK(bytes->size() == std::filesystem::file_size(photo));
+
+  pixflow::test::TempDir dir;
+  std::ofstream(dir.path() / "empty.jpg").close();
+  const auto empty = read_file(dir.path() / "empty.jpg");
+  REQUIRE(empty);
+  CHECK(empty->empty());
+
+  const auto missing = read_file(dir.path() / "missing.jpg");
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().reason == "cannot read file");
+}

@@ -4,14 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include <pixflow/tasks/allocator.hpp>
 #include <pixflow/tasks/decode.hpp>
+#include <pixflow/tasks/sources.hpp>
 #include <pixflow/tasks/thumbnail.hpp>
 
 #include "bench.hpp"
@@ -27,11 +27,6 @@ bool is_image_name(const std::filesystem::path& path) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp";
 }
 
-std::vector<std::uint8_t> read_all(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 }  // namespace
 
 int run_floor(const FloorOptions& options) {
@@ -44,7 +39,11 @@ int run_floor(const FloorOptions& options) {
   std::sort(paths.begin(), paths.end());
   std::vector<std::vector<std::uint8_t>> files;
   files.reserve(paths.size());
-  for (const auto& p : paths) files.push_back(read_all(p));
+  for (const auto& p : paths) {
+    auto bytes = read_file(p);
+    if (!bytes) throw std::runtime_error(p.string() + ": " + bytes.error().reason);
+    files.push_back(std::move(bytes).value());
+  }
 
   const Size box{options.box, options.box};
   double best = std::numeric_limits<double>::infinity();

@@ -8,7 +8,6 @@
 #include <array>
 #include <atomic>
 #include <cctype>
-#include <fstream>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -204,19 +203,6 @@ std::size_t disk_threads(const PipelineConfig& config) {
   return config.write_concurrency.is_unlimited() ? 16 : config.write_concurrency.limit();
 }
 
-/// Reads a file in one `read` sized by its length (a byte-by-byte copy through istreambuf_iterator
-/// cost 2 ms per megabyte).
-Expected<Bytes> read_whole_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return Error{"cannot read file"};
-  const std::streamoff size = in.tellg();
-  if (size < 0) return Error{"cannot read file"};
-  Bytes bytes(static_cast<std::size_t>(size));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) return Error{"cannot read file"};
-  return bytes;
-}
-
 /// Everything one run shares: the stages' common state and the graph they are wired into.
 class PipelineRun {
  public:
@@ -374,7 +360,7 @@ class PipelineRun {
     decode_and_write(graph_.source("source", job_source(jobs, ledger_))
                          .limit()
                          .compute("read", config_.download.concurrency, [](Job job) -> pixflow::Result<Fetched> {
-                           auto bytes = read_whole_file(job.path);
+                           auto bytes = read_file(job.path);
                            if (!bytes) return pixflow::Failure{bytes.error().reason};
                            return Fetched{std::move(job), std::move(bytes).value()};
                          }));
@@ -493,7 +479,7 @@ class PipelineRun {
       // Resume: the original was written by an earlier run (atomically, so it is complete). Read on
       // the disk pool; if it cannot be read after all, download it.
       return disk_->submit([this, job = std::move(job), done]() mutable {
-        auto bytes = read_whole_file(options_.out / job.name);
+        auto bytes = read_file(options_.out / job.name);
         if (bytes) return done(Fetched{std::move(job), std::move(bytes).value()});
         job.original_on_disk = false;
         download(std::move(job), done);

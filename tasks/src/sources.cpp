@@ -90,4 +90,15 @@ Expected<std::vector<std::filesystem::path>> list_image_folder(const std::filesy
   return files;
 }
 
+Expected<std::vector<std::uint8_t>> read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return Error{"cannot read file"};
+  const std::streamoff size = in.tellg();
+  if (size < 0) return Error{"cannot read file"};
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) return Error{"cannot read file"};
+  return bytes;
+}
+
 }  // namespace pixflow::tasks
