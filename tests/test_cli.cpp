@@ -388,6 +388,19 @@ TEST_CASE("pixflow rejects bad configs and options with exit 2, naming the JSON 
     CHECK(run.code == 2);
     CHECK_THAT(run.err, Catch::Contains("--out"));
   }
+  SECTION("a negative --threads is refused, not wrapped to a huge count") {
+    const CliResult run = run_cli({"urls", list.string(), "--threads", "-1", "--out", (dir / "out").string()});
+    CHECK(run.code == 2);
+    CHECK_THAT(run.err, Catch::Contains("--threads"));
+    CHECK_FALSE(fs::exists(dir / "out"));
+  }
+  SECTION("a report in a folder that does not exist is refused before the run") {
+    const CliResult run = run_cli({"urls", list.string(), "--report", (dir / "no-such-folder" / "r.json").string(),
+                                   "--out", (dir / "out").string()});
+    CHECK(run.code == 2);
+    CHECK_THAT(run.err, Catch::Contains("--report"));
+    CHECK_FALSE(fs::exists(dir / "out"));
+  }
 }
 
 TEST_CASE("pixflow --dump-config round-trips, and the command line wins over the config file", "[e2e][cli]") {

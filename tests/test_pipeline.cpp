@@ -660,3 +660,63 @@ TEST_CASE("a rerun into the same folder skips what is done and thumbnails kept o
   CHECK(forced.count(ItemStatus::ok) == 3);
   for (const auto& item : forced.items) CHECK(item.attempts == 1);
 }
+
+TEST_CASE("a stop requested while a long list is planned ends the run before it starts, every item reported",
+          "[e2e][pipeline][api]") {
+  // 200,000 URLs sharing one basename: planning them was quadratic, and a stop was not looked at
+  // before the graph started. Nothing is fetched (port 1 refuses anyway).
+  std::vector<std::string> urls;
+  constexpr std::size_t count = 200'000;
+  urls.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) urls.push_back("http://127.0.0.1:1/a.jpg?i=" + std::to_string(i));
+  TempDir out;
+  std::stop_source stop;
+  stop.request_stop();
+  PipelineOptions options;
+  options.out = out.path();
+  options.stop = stop.get_token();
+  const auto report = run_pipeline(UrlListSource{urls}, options);
+  CHECK(report.run.cancelled);
+  CHECK(report.run.cancel_reason == "cancelled");
+  REQUIRE(report.items.size() == count);
+  CHECK(report.count(ItemStatus::failed) == count);
+  CHECK(report.items.front().input == urls.front());
+  CHECK(report.items.back().input == urls.back());
+  CHECK(report.items.back().reason == "cancelled");
+  CHECK(report.run.wall_s > 0);
+  CHECK(files_in(out.path()).empty());
+}
+
+TEST_CASE("items whose outputs are complete when the run is stopped are reported ok, not failed",
+          "[e2e][pipeline][api]") {
+  // 24 copies of one photo; the run is stopped once the third is done. Items whose writes ended
+  // between the stop and their record step have every output on disk: they are done.
+  TempDir in;
+  for (int i = 0; i < 24; ++i) fs::copy_file(photo("aqua.jpg"), in / ("copy-" + std::to_string(100 + i) + ".jpg"));
+  TempDir out;
+  std::stop_source stop;
+  std::atomic<int> done{0};
+  PipelineOptions options;
+  options.out = out.path();
+  options.save_originals = false;
+  options.stop = stop.get_token();
+  options.on_item = [&](const ItemReport& item) {
+    if (item.status == ItemStatus::ok && ++done == 3) stop.request_stop();
+  };
+  const auto report = run_pipeline(FolderSource{in.path()}, options);
+  REQUIRE(report.items.size() == 24);
+  const auto files = files_in(out.path());
+  CHECK(files == outputs_of(report));  // every thumbnail on disk belongs to an item reported ok
+  for (const auto& item : report.items) {
+    INFO(item.input);
+    if (item.status == ItemStatus::ok) {
+      REQUIRE(item.outputs.size() == 1);
+      CHECK(files.count(item.outputs[0]) == 1);
+    } else {
+      CHECK(item.status == ItemStatus::failed);
+      CHECK(item.reason == "cancelled");
+      CHECK(item.outputs.empty());
+    }
+  }
+  CHECK(report.count(ItemStatus::ok) >= 3);
+}

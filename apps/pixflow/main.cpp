@@ -14,7 +14,10 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -57,7 +60,8 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--format", common.format, "Thumbnail format: same|jpg|png|webp (default same)");
   cmd.add_option("--config", common.config_file, "Tuning config (JSON); options given here override it");
   cmd.add_option("--report", common.report_file, "Write the JSON report to FILE ('-' for stdout)");
-  cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)");
+  cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)")
+      ->check(CLI::Range(0.0, static_cast<double>(kMaxThreads)));  // a string check: "-1" never wraps
   cmd.add_flag("--quiet,-q", common.quiet, "Print nothing but errors");
   cmd.add_flag("--progress", common.progress, "Show the live progress line even when stderr is not a terminal");
   cmd.add_flag("--force", common.force, "Redo items whose outputs already exist in the output folder");
@@ -89,6 +93,22 @@ void print_summary(const PipelineReport& report, const std::string& out) {
               << std::right << std::setw(6) << node.items << std::setw(8) << node.failed << std::setw(9)
               << seconds(node.busy_s) << std::setw(6) << node.peak_active << '\n';
   }
+}
+
+/// Why the report cannot be written to `file`, found before the run rather than after it: its folder
+/// must exist and be writable, and the file, if there, must be a writable regular file.
+std::optional<std::string> report_path_problem(const std::string& file) {
+  if (file.empty() || file == "-") return std::nullopt;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path path(file);
+  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  if (!fs::is_directory(folder, ec)) return "no such folder: " + folder.string();
+  const auto status = fs::status(path, ec);
+  if (fs::exists(status) && !fs::is_regular_file(status)) return "not a regular file";
+  const bool writable = fs::exists(status) ? ::access(file.c_str(), W_OK) == 0 : ::access(folder.c_str(), W_OK | X_OK) == 0;
+  if (!writable) return std::strerror(errno);
+  return std::nullopt;
 }
 
 int write_report(const PipelineReport& report, const std::string& file) {
@@ -208,6 +228,10 @@ int main(int argc, char** argv) {
   }
   if (common.out.empty()) {
     std::cerr << "pixflow: --out is required\n";
+    return exit_usage;
+  }
+  if (auto problem = report_path_problem(common.report_file)) {
+    std::cerr << "pixflow: --report " << common.report_file << ": " << *problem << '\n';
     return exit_usage;
   }
 

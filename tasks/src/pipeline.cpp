@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cctype>
 #include <iterator>
 #include <map>
@@ -15,6 +16,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "pixflow/engine/cancel.hpp"
 #include "pixflow/engine/graph.hpp"
 #include "pixflow/tasks/blocking_pool.hpp"
 #include "pixflow/tasks/decode.hpp"
@@ -84,8 +86,13 @@ class Ledger {
   /// Adds an item ordered by `order` (input order) and returns its id.
   std::size_t add(ItemReport item, std::pair<std::uint64_t, std::uint64_t> order) {
     std::lock_guard lock(mutex_);
-    entries_.push_back({order, std::move(item)});
+    entries_.push_back({order, std::move(item), {}});
     return entries_.size() - 1;
+  }
+  /// The files item `id` will have written once it is done (relative to OUT).
+  void plan_outputs(std::size_t id, std::vector<std::string> outputs) {
+    std::lock_guard lock(mutex_);
+    entries_.at(id).planned = std::move(outputs);
   }
   /// From now on a failure of graph item `key` is a failure of item `id`.
   void bind(pixflow::ItemKey key, std::size_t id) {
@@ -128,16 +135,24 @@ class Ledger {
     finish(id, ItemStatus::failed, stage, reason);
     return true;
   }
-  /// The items in input order; those never finished fail with `unfinished_reason`.
-  std::vector<ItemReport> take(const std::string& unfinished_reason) {
+  /// The items in input order. One never finished (the run was stopped) is `ok` when `complete` says
+  /// its planned outputs are all in OUT (its writes ended, the stop came before it was recorded), else
+  /// it fails with `unfinished_reason`.
+  std::vector<ItemReport> take(const std::string& unfinished_reason,
+                               const std::function<bool(const std::vector<std::string>&)>& complete) {
     std::lock_guard lock(mutex_);
     std::stable_sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) { return a.order < b.order; });
     std::vector<ItemReport> items;
     items.reserve(entries_.size());
     for (auto& e : entries_) {
       if (e.item.status == ItemStatus::pending) {
-        e.item.status = ItemStatus::failed;
-        e.item.reason = unfinished_reason;
+        if (!e.planned.empty() && complete(e.planned)) {
+          e.item.status = ItemStatus::ok;
+          e.item.outputs = std::move(e.planned);
+        } else {
+          e.item.status = ItemStatus::failed;
+          e.item.reason = unfinished_reason;
+        }
         if (on_item_) on_item_(e.item);
       }
       items.push_back(std::move(e.item));
@@ -149,12 +164,21 @@ class Ledger {
   struct Entry {
     std::pair<std::uint64_t, std::uint64_t> order;
     ItemReport item;
+    std::vector<std::string> planned;  // outputs, once planned
   };
   std::mutex mutex_;
   std::vector<Entry> entries_;
   std::map<pixflow::ItemKey, std::size_t> by_key_;
   std::function<void(const ItemReport&)> on_item_;
 };
+
+/// The report entry of an input, not finished yet.
+ItemReport input_item(std::string input, bool is_path) {
+  ItemReport item;
+  item.input = std::move(input);
+  item.is_path = is_path;
+  return item;
+}
 
 /// The smallest box holding every requested box: what the decoder must keep enough pixels for.
 Size largest_box(const std::vector<Size>& sizes) {
@@ -219,10 +243,14 @@ class PipelineRun {
   }
 
   PipelineReport run(const Source& source) {
+    const auto started = std::chrono::steady_clock::now();
     std::visit([this](const auto& s) { build(s); }, source);
     PipelineReport report;
     report.run = graph_.run();
-    report.items = ledger_.take(report.run.cancelled ? report.run.cancel_reason : "not processed");
+    // The run's wall time counts the planning before the graph started, too.
+    report.run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    report.items = ledger_.take(report.run.cancelled ? report.run.cancel_reason : "not processed",
+                                [this](const std::vector<std::string>& outputs) { return written_by_this_run(outputs); });
     {
       std::lock_guard lock(listing_mutex_);
       std::sort(listing_errors_.begin(), listing_errors_.end(), [](const auto& a, const auto& b) { return a.page < b.page; });
@@ -256,6 +284,46 @@ class PipelineRun {
     graph_.on_cancel([this] { http_->cancel_all(); });
   }
 
+  /// Whether every file of `outputs` stands complete in OUT, written by this run: files only ever
+  /// appear under their final name complete (temporary + rename). Without --force, an item that is not
+  /// skipped lacked one of them when planned, so their presence means this run wrote them; with --force
+  /// they must also be newer than the run's start.
+  bool written_by_this_run(const std::vector<std::string>& outputs) const {
+    return std::all_of(outputs.begin(), outputs.end(), [this](const std::string& name) {
+      std::error_code ec;
+      const auto path = options_.out / name;
+      if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec))) return false;
+      return !options_.force || std::filesystem::last_write_time(path, ec) >= started_on_disk_clock_;
+    });
+  }
+
+  /// Why the run must stop before its graph starts (while planning a long list): the same requests the
+  /// graph watches once it runs. Checked every few thousand items, so a stop is honoured in well under
+  /// a second at any size.
+  [[nodiscard]] std::optional<std::string> stop_requested_while_planning() const {
+    if (options_.stop.stop_requested()) return "cancelled";
+    if (options_.stop_on_interrupt && pixflow::interrupt_requested()) return "interrupted";
+    return std::nullopt;
+  }
+
+  /// Plans the items of a list source in input order, `plan_one(n)` each; a stop request ends the
+  /// planning, cancels the run before it starts, and leaves the unplanned items in the report as
+  /// not processed (they fail with the stop's reason).
+  template <typename PlanOne, typename Describe>
+  void plan_all(std::size_t count, PlanOne plan_one, Describe describe) {
+    constexpr std::size_t check_every = 4096;
+    for (std::size_t n = 0; n < count; ++n) {
+      if (n % check_every == 0) {
+        if (auto reason = stop_requested_while_planning()) {
+          for (std::size_t rest = n; rest < count; ++rest) ledger_.add(describe(rest), {rest, 0});
+          graph_.cancel(*reason);
+          return;
+        }
+      }
+      plan_one(n);
+    }
+  }
+
   void note_listing_error(int page, std::string reason) {
     std::lock_guard lock(listing_mutex_);
     listing_errors_.push_back({page, std::move(reason)});
@@ -265,11 +333,8 @@ class PipelineRun {
   /// when the item is already done (resume) and was reported `skipped`.
   std::optional<Job> plan(std::string input, bool is_path, std::pair<std::uint64_t, std::uint64_t> order,
                           std::string original_name) {
-    ItemReport item;
-    item.input = input;
-    item.is_path = is_path;
     Job job;
-    job.id = ledger_.add(std::move(item), order);
+    job.id = ledger_.add(input_item(input, is_path), order);
     if (is_path)
       job.path = input;
     else
@@ -281,10 +346,10 @@ class PipelineRun {
       job.thumbnails.push_back(
           {box, format, names_.claim(thumbnail_name(job.name, box, several_sizes_, format), input + "\n" + to_string(box))});
     }
+    std::vector<std::string> outputs;
+    if (options_.save_originals) outputs.push_back(job.name);
+    for (const auto& t : job.thumbnails) outputs.push_back(t.name);
     if (!options_.force) {
-      std::vector<std::string> outputs;
-      if (options_.save_originals) outputs.push_back(job.name);
-      for (const auto& t : job.thumbnails) outputs.push_back(t.name);
       // Files only ever appear under their final name complete (temporary + rename).
       const bool all_there = std::all_of(outputs.begin(), outputs.end(),
                                          [&](const std::string& name) { return std::filesystem::exists(options_.out / name); });
@@ -294,6 +359,7 @@ class PipelineRun {
       }
       job.original_on_disk = options_.save_originals && std::filesystem::exists(options_.out / job.name);
     }
+    ledger_.plan_outputs(job.id, std::move(outputs));
     return job;
   }
 
@@ -316,8 +382,12 @@ class PipelineRun {
     start_http();
     listing_done_.store(true);
     auto jobs = std::make_shared<std::vector<Job>>();
-    for (std::size_t n = 0; n < source.urls.size(); ++n)
-      if (auto job = plan(source.urls[n], false, {n, 0}, name_from_url(source.urls[n]))) jobs->push_back(std::move(*job));
+    plan_all(
+        source.urls.size(),
+        [&](std::size_t n) {
+          if (auto job = plan(source.urls[n], false, {n, 0}, name_from_url(source.urls[n]))) jobs->push_back(std::move(*job));
+        },
+        [&](std::size_t n) { return input_item(source.urls[n], false); });
     downloads(graph_.source("source", job_source(jobs, ledger_)).limit());
   }
 
@@ -353,10 +423,13 @@ class PipelineRun {
       return;
     }
     auto jobs = std::make_shared<std::vector<Job>>();
-    for (std::size_t n = 0; n < files->size(); ++n) {
-      const auto& path = (*files)[n];
-      if (auto job = plan(path.string(), true, {n, 0}, sanitize_name(path.filename().string()))) jobs->push_back(std::move(*job));
-    }
+    plan_all(
+        files->size(),
+        [&](std::size_t n) {
+          const auto& path = (*files)[n];
+          if (auto job = plan(path.string(), true, {n, 0}, sanitize_name(path.filename().string()))) jobs->push_back(std::move(*job));
+        },
+        [&](std::size_t n) { return input_item((*files)[n].string(), true); });
     decode_and_write(graph_.source("source", job_source(jobs, ledger_))
                          .limit()
                          .compute("read", config_.download.concurrency, [](Job job) -> pixflow::Result<Fetched> {
@@ -455,9 +528,7 @@ class PipelineRun {
       const std::pair<std::uint64_t, std::uint64_t> order{static_cast<std::uint64_t>(page.number), position++};
       if (!links_.first_time(image.link)) continue;
       if (!image.skip_reason.empty()) {
-        ItemReport item;
-        item.input = image.link;
-        ledger_.finish(ledger_.add(std::move(item), order), ItemStatus::skipped, "list", image.skip_reason);
+        ledger_.finish(ledger_.add(input_item(image.link, false), order), ItemStatus::skipped, "list", image.skip_reason);
         continue;
       }
       if (auto job = plan(image.link, false, order, name_from_url(image.link))) {
@@ -568,6 +639,7 @@ class PipelineRun {
   }
 
   const PipelineOptions& options_;
+  const std::filesystem::file_time_type started_on_disk_clock_ = std::filesystem::file_time_type::clock::now();
   const PipelineConfig& config_;
   const Size box_;
   const bool several_sizes_;
