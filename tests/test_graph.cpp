@@ -1,5 +1,7 @@
-// Tests for pixflow/engine/graph.hpp: concurrency bounds, back-pressure, I/O stages that do not starve
-// compute stages, failures as values, cancellation.
+// Tests for pixflow/engine/graph.hpp: a graph's runs — concurrency bounds, back-pressure, I/O nodes that
+// do not starve compute nodes, failures as values, cancellation, timeouts, progress, reruns.
+// (Node kinds and their shapes: test_stream.cpp; inputs: test_input.cpp; executors: test_executor.cpp;
+// the trace and the DOT dump: test_trace.cpp.)
 #include <catch2/catch.hpp>
 
 #include <pixflow/engine/cancel.hpp>
@@ -8,127 +10,20 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <map>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "graph_support.hpp"
+
 using namespace std::chrono_literals;
-
-namespace {
-
-/// Counts bodies running at once and remembers the highest count.
-class ActiveCounter {
- public:
-  void enter() {
-    const int now = ++active_;
-    int seen = peak_.load();
-    while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
-    }
-  }
-  void leave() { --active_; }
-  [[nodiscard]] int peak() const { return peak_.load(); }
-
- private:
-  std::atomic<int> active_{0}, peak_{0};
-};
-
-/// A source of the integers [0, n).
-std::function<std::optional<int>()> count_to(int n) {
-  auto next = std::make_shared<int>(0);
-  return [next, n]() -> std::optional<int> {
-    if (*next >= n) return std::nullopt;
-    return (*next)++;
-  };
-}
-
-/// Spins for about `d` of CPU work (a body that keeps a core busy).
-void burn(std::chrono::microseconds d) {
-  const auto end = std::chrono::steady_clock::now() + d;
-  volatile unsigned x = 0;
-  while (std::chrono::steady_clock::now() < end) x = x + 1;
-}
-
-/// A service thread that completes operations when told to: the stand-in for an HTTP loop.
-class Service {
- public:
-  using Op = std::function<void()>;
-  Service() : thread_([this] { loop(); }) {}
-  ~Service() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-  /// Runs `op` on the service thread once `ready()` is true (checked whenever something changes).
-  void submit(std::function<bool()> ready, Op op) {
-    {
-      std::lock_guard lock(mutex_);
-      pending_.push_back({std::move(ready), std::move(op)});
-    }
-    wake_.notify_all();
-  }
-  void poke() { wake_.notify_all(); }
-  /// Completes every pending operation now with `cancelled`.
-  void cancel_all(const std::function<void(Op&)>& cancel) {
-    std::deque<std::pair<std::function<bool()>, Op>> taken;
-    {
-      std::lock_guard lock(mutex_);
-      taken.swap(pending_);
-    }
-    for (auto& p : taken) cancel(p.second);
-  }
-
- private:
-  void loop() {
-    std::unique_lock lock(mutex_);
-    while (!stop_) {
-      wake_.wait_for(lock, 2ms);
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (it->first()) {
-          Op op = std::move(it->second);
-          it = pending_.erase(it);
-          lock.unlock();
-          op();
-          lock.lock();
-          it = pending_.begin();
-        } else {
-          ++it;
-        }
-      }
-    }
-  }
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::pair<std::function<bool()>, Op>> pending_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
-/// The failures of a graph's run by item number (on_failure calls come one at a time, from any thread).
-class FailureLog {
- public:
-  explicit FailureLog(pixflow::Graph& graph) {
-    graph.on_failure([this](const pixflow::ItemFailure& f) {
-      std::lock_guard lock(mutex_);
-      by_seq_.emplace(f.key.seq, f);
-    });
-  }
-  const pixflow::ItemFailure& at(std::uint64_t seq) const { return by_seq_.at(seq); }
-  [[nodiscard]] std::size_t size() const { return by_seq_.size(); }
-
- private:
-  std::mutex mutex_;
-  std::map<std::uint64_t, pixflow::ItemFailure> by_seq_;
-};
-
-}  // namespace
+using pixflow::test::ActiveCounter;
+using pixflow::test::burn;
+using pixflow::test::count_to;
+using pixflow::test::FailureLog;
+using pixflow::test::Service;
 
 TEST_CASE("a compute stage never runs more bodies at once than its concurrency", "[graph]") {
   const std::size_t threads = GENERATE(1u, 2u, 4u);
@@ -303,9 +198,9 @@ TEST_CASE("failures reach the report with their stage and reason, and the run go
   CHECK(report.node("store")->failed == 1);
 }
 
-TEST_CASE("fused unlimited stages keep their own figures and failures", "[graph][fusion]") {
-  // a -> b -> sink, all unlimited, run in one node; each must still count and fail under its own name,
-  // and give the item's place back (with 4 places, a lost one would stall the run).
+TEST_CASE("unlimited stages in a row keep their own figures and failures", "[graph]") {
+  // a -> b -> sink, all unlimited; each must count and fail under its own name, and give the item's
+  // place back (with 4 places, a lost one would stall the run).
   const std::size_t threads = GENERATE(1u, 2u);
   CAPTURE(threads);
   std::atomic<long> sum{0};
@@ -360,7 +255,7 @@ TEST_CASE("fused unlimited stages keep their own figures and failures", "[graph]
   CHECK(sum == expected);
 }
 
-TEST_CASE("a fused chain feeds stages that cannot join it", "[graph][fusion]") {
+TEST_CASE("a chain of unlimited, bounded and io stages runs every item through", "[graph]") {
   // unlimited -> unlimited -> bounded compute -> unlimited compute -> io -> unlimited sink
   Service service;
   std::atomic<int> done{0};
@@ -391,7 +286,7 @@ TEST_CASE("a fused chain feeds stages that cannot join it", "[graph][fusion]") {
   CHECK(report.node("serial")->peak_active == 1);
 }
 
-TEST_CASE("an unlimited compute with no stage after it still runs", "[graph][fusion]") {
+TEST_CASE("an unlimited compute with no stage after it still runs", "[graph]") {
   std::atomic<int> ran{0};
   pixflow::Graph graph({.threads = 2});
   graph.source("numbers", count_to(50)).compute("last", pixflow::Concurrency::unlimited(), [&](int v) -> pixflow::Result<int> {
@@ -403,7 +298,7 @@ TEST_CASE("an unlimited compute with no stage after it still runs", "[graph][fus
   CHECK(report.node("last")->emitted == 50);
 }
 
-TEST_CASE("a source before limit() is asked one call at a time, once per free place", "[graph][pump]") {
+TEST_CASE("a source before limit() is asked one call at a time, once per free place", "[graph]") {
   // Places are freed by whichever thread ends an item, so the source is asked from many threads:
   // never two at once, never more items alive than places, and none lost at the end.
   const std::size_t threads = GENERATE(1u, 2u, 4u);
@@ -519,9 +414,21 @@ TEST_CASE("a source paced by limit(n) runs at most n items ahead of where they e
 }
 
 TEST_CASE("item keys order children after their parent", "[graph]") {
-  CHECK(pixflow::ItemKey{0, 5} < pixflow::ItemKey{1, 0});
-  CHECK(pixflow::ItemKey{1, 1} < pixflow::ItemKey{1, 2});
-  CHECK(pixflow::ItemKey{2, 0} == pixflow::ItemKey{2, 0});
+  const pixflow::ItemKey zero{0}, one{1}, two{2};
+  CHECK(zero.child(5) < one);
+  CHECK(one < one.child(1));
+  CHECK(one.child(1) < one.child(2));
+  CHECK(one.child(2) < one.child(2).child(1));
+  CHECK(one.child(2).child(1) < two);
+  CHECK(two == pixflow::ItemKey{2});
+  CHECK(one.child(1) == one.child(1));
+  CHECK_FALSE(one.child(1) == two.child(1));
+  CHECK(one.child(2).child(3).to_string() == "1.2.3");
+  CHECK(one.child(2).child(3).seq() == 1);
+  CHECK(one.child(2).child(3).depth() == 3);
+  CHECK(one.child(2).child(3).index() == 3);
+  CHECK(one.child(2).child(3).parent() == one.child(2));
+  CHECK(one.child(2).child(3).path() == std::vector<std::uint64_t>{1, 2, 3});
 }
 
 TEST_CASE("a timeout cancels the run, pending I/O is completed and run() returns", "[graph][cancel]") {
@@ -607,13 +514,35 @@ TEST_CASE("a source that throws stops the run with its reason", "[graph][cancel]
   CHECK(seen <= 5);
 }
 
-TEST_CASE("a graph runs once", "[graph]") {
+TEST_CASE("a graph cannot run on two threads at once", "[graph]") {
   pixflow::Graph graph({.threads = 1});
-  graph.source("none", []() -> std::optional<int> { return std::nullopt; })
-      .sink("drop", pixflow::Concurrency(1), [](int) { return pixflow::ok(); });
-  const auto report = graph.run();
-  CHECK(report.node("none")->emitted == 0);
+  std::atomic<bool> entered{false}, release{false};
+  graph.source("one", [n = 0]() mutable -> std::optional<int> { return n++ < 1 ? std::optional(0) : std::nullopt; })
+      .sink("wait", pixflow::Concurrency(1), [&](int) {
+        entered = true;
+        while (!release.load()) std::this_thread::sleep_for(1ms);
+        return pixflow::ok();
+      });
+  std::thread first([&] { graph.run(); });
+  while (!entered.load()) std::this_thread::sleep_for(1ms);
   CHECK_THROWS_AS(graph.run(), std::logic_error);
+  release = true;
+  first.join();
+}
+
+TEST_CASE("a cancel before run() cancels that run at once", "[graph][cancel]") {
+  std::atomic<int> seen{0};
+  pixflow::Graph graph({.threads = 2});
+  graph.source("numbers", count_to(10)).sink("count", pixflow::Concurrency(1), [&](int) {
+    ++seen;
+    return pixflow::ok();
+  });
+  graph.cancel("not today");
+  const auto report = graph.run();
+  CHECK(report.cancelled);
+  CHECK(report.cancel_reason == "not today");
+  CHECK(seen == 0);
+  CHECK_FALSE(graph.cancelled());  // the next run starts afresh
 }
 
 TEST_CASE("a stop request from another thread cancels the run", "[graph][cancel]") {
@@ -701,30 +630,4 @@ TEST_CASE("the body clock converts its ticks to seconds", "[graph][timing]") {
   CHECK(b_s >= 0.019);
   CHECK(a_s == Approx(b_s).epsilon(0.02));
   CHECK(pixflow::detail::BodyClock::between(5, 3) == 0);
-}
-
-TEST_CASE("a chain fed by a pump takes the items handed to its thread, and only its own", "[graph][pump]") {
-  using HandOff = pixflow::detail::HandOff<int>;
-  const int mine = 0;
-  const int other = 0;
-  int spare = 7;
-  CHECK_FALSE(HandOff::offer(&mine, spare));  // no chain running on this thread
-  std::vector<int> ran;
-  HandOff::serve(&mine, 1, [&](const int& v) {
-    ran.push_back(v);
-    int next = v + 1;
-    if (v < 3) {
-      CHECK(HandOff::offer(&mine, next));
-      int again = 100;
-      CHECK_FALSE(HandOff::offer(&mine, again));  // holds one already...
-    }
-    int foreign = 200;
-    CHECK_FALSE(HandOff::offer(&other, foreign));  // ...and never takes another pump's item
-    if (v == 2) {
-      // A nested chain (a body that waits, and its thread runs another node meanwhile) serves alone.
-      HandOff::serve(&other, 50, [&](const int& w) { ran.push_back(w); });
-    }
-  });
-  CHECK(ran == std::vector<int>{1, 2, 50, 3});
-  CHECK_FALSE(HandOff::offer(&mine, spare));  // the chain has returned
 }

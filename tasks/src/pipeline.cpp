@@ -236,9 +236,9 @@ class PipelineRun {
         box_(largest_box(config_.thumbnail.sizes)),
         several_sizes_(config_.thumbnail.sizes.size() > 1),
         ledger_(options.on_item),
-        graph_(graph_options()) {
+        graph_(make_graph()) {
     graph_.on_failure([this](const pixflow::ItemFailure& f) {
-      if (!ledger_.fail(f.key, f.stage, f.reason)) note_listing_error(static_cast<int>(f.key.seq), f.reason);
+      if (!ledger_.fail(f.key, f.stage, f.reason)) note_listing_error(static_cast<int>(f.key.seq()), f.reason);
     });
   }
 
@@ -259,13 +259,25 @@ class PipelineRun {
     return report;
   }
 
+  /// The graph's shape for `source`, built with no items (nothing listed, planned or run).
+  std::string dot(const Source& source) {
+    shape_only_ = true;
+    std::visit([this](const auto& s) { build(s); }, source);
+    return graph_.dot();
+  }
+
  private:
+  pixflow::Graph make_graph() {
+    return options_.executor != nullptr ? pixflow::Graph(*options_.executor, graph_options()) : pixflow::Graph(graph_options());
+  }
+
   pixflow::GraphOptions graph_options() {
     pixflow::GraphOptions g{.threads = config_.threads,
                             .max_in_flight = config_.max_in_flight,
                             .timeout_s = config_.timeout_s,
                             .stop_on_interrupt = options_.stop_on_interrupt,
-                            .stop = options_.stop};
+                            .stop = options_.stop,
+                            .trace_path = options_.trace_path};
     if (options_.on_progress) {
       g.progress_interval_s = options_.progress_interval_s;
       g.on_progress = [this, started = std::chrono::steady_clock::now()](const std::vector<pixflow::NodeReport>& nodes) {
@@ -373,7 +385,7 @@ class PipelineRun {
       if (next >= jobs->size()) return std::nullopt;
       const std::uint64_t seq = next;
       Job& job = (*jobs)[next++];
-      ledger.bind(pixflow::ItemKey{seq, 0}, job.id);
+      ledger.bind(pixflow::ItemKey{seq}, job.id);
       return std::move(job);
     };
   }
@@ -417,7 +429,7 @@ class PipelineRun {
 
   void build(const FolderSource& source) {
     listing_done_.store(true);
-    auto files = list_image_folder(source.dir);
+    auto files = shape_only_ ? decltype(list_image_folder(source.dir))(std::vector<std::filesystem::path>{}) : list_image_folder(source.dir);
     if (!files) {
       note_listing_error(0, files.error().reason);
       return;
@@ -653,12 +665,18 @@ class PipelineRun {
   int next_page_to_list_ = 0;               // list stage only
   std::mutex listing_mutex_;
   std::vector<ListingError> listing_errors_;
+  bool shape_only_ = false;                 // dot(): the graph is built, never run
   pixflow::Graph graph_;
   std::unique_ptr<HttpClient> http_;  // after graph_: destroyed first, completing what it still holds
   std::unique_ptr<BlockingPool> disk_ = std::make_unique<BlockingPool>(disk_threads(config_));
 };
 
 }  // namespace
+
+std::string pipeline_dot(const Source& source, const PipelineOptions& options) {
+  PipelineRun run(options);
+  return run.dot(source);
+}
 
 PipelineReport run_pipeline(const Source& source, const PipelineOptions& options) {
   std::error_code ec;

@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "pixflow/engine/cancel.hpp"
+#include "pixflow/engine/executor.hpp"
 #include "pixflow/tasks/http.hpp"
 
 namespace pixflow::tasks {
@@ -762,6 +763,7 @@ class Worker {
     };
 
     PipelineOptions options = options_.pipeline;
+    if (options.executor == nullptr) options.executor = &executor_;  // one set of threads for every batch
     options.on_item = [&](const ItemReport& item) {
       if (by_url.count(item.input) != 0) {
         std::lock_guard lock(mutex);
@@ -832,6 +834,7 @@ class Worker {
   std::vector<std::string> released_;  // entries of a cancelled run, handed back on leaving
   std::map<std::string, int> write_attempts_;
   WorkerReport report_;
+  pixflow::Executor executor_{options_.pipeline.config.threads};
 };
 
 }  // namespace

@@ -20,9 +20,9 @@ namespace pixflow {
 /// Figures for one node of the graph.
 struct NodeReport {
   std::string name;
-  std::string kind;              ///< "source", "compute", "expand", "io" or "sink"
+  std::string kind;              ///< "source", "input", "compute", "expand", "io", "route", "merge" or "sink"
   Concurrency concurrency{1};
-  std::uint64_t items = 0;       ///< items whose body ran to the end (success or failure)
+  std::uint64_t items = 0;       ///< items whose body ran to the end (success or failure); for a merge, items through it
   std::uint64_t failed = 0;      ///< of those, items that failed here
   std::uint64_t emitted = 0;     ///< items passed on to the next node
   double busy_s = 0;             ///< body time summed over items (for I/O: operation time, start to completion)
@@ -32,13 +32,13 @@ struct NodeReport {
   std::size_t queued = 0;        ///< items waiting in front of this node at the moment of the report
 };
 
-/// The whole run.
+/// The whole run. Figures count from the end of the previous run() (or the graph's construction).
 struct RunReport {
   std::vector<NodeReport> nodes;  ///< in the order the nodes were added
   double wall_s = 0;
-  std::size_t peak_live = 0;      ///< most items alive behind the max_in_flight limiter at one moment
+  std::size_t peak_live = 0;      ///< most items holding a place of `Stream::limit()` (max_in_flight) at one moment
   bool cancelled = false;
-  std::string cancel_reason;      ///< "timed out after 5 s", "interrupted", or what Graph::cancel was given
+  std::string cancel_reason;      ///< "timed out after 5 s", "interrupted", "source failed: ...", or what Graph::cancel was given
 
   /// The node called `name`, or nullptr.
   [[nodiscard]] const NodeReport* node(const std::string& name) const;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "pixflow/engine/concurrency.hpp"
+#include "pixflow/engine/executor.hpp"
 #include "pixflow/engine/result.hpp"
 #include "pixflow/engine/stats.hpp"
 #include "pixflow/tasks/config.hpp"
@@ -106,6 +107,12 @@ struct PipelineOptions {
   /// Called about every `progress_interval_s` during the run, from a watchdog thread.
   std::function<void(const Progress&)> on_progress;
   double progress_interval_s = 0.5;
+  /// Write a Chrome-trace JSON of the run here (chrome://tracing, ui.perfetto.dev): a span per body
+  /// and per download/write, a counter of items in flight per node. "" = none.
+  std::string trace_path;
+  /// Run on this executor's threads (e.g. one per worker process, for batch after batch) instead of
+  /// threads of the run's own; `config.threads` is then not used. Must outlive the run.
+  pixflow::Executor* executor = nullptr;
 };
 
 /// Runs the pipeline to the end (or until cancelled by timeout, interrupt or `stop`). Never throws for
@@ -115,5 +122,9 @@ struct PipelineOptions {
 /// other names (.gif, .bmp, .tif, none) get PNG. Names are planned when an item is listed, in input
 /// order, so the same input gives the same names in every run (what resuming relies on).
 PipelineReport run_pipeline(const Source& source, const PipelineOptions& options);
+
+/// The graph run_pipeline would run for this kind of source and these options, in Graphviz DOT
+/// (nodes with their kinds and concurrency, edges), without listing, planning or running anything.
+std::string pipeline_dot(const Source& source, const PipelineOptions& options);
 
 }  // namespace pixflow::tasks

@@ -1,62 +1,122 @@
 #pragma once
-// Internal: the state a Graph shares with the Streams built on it — the tbb::flow::graph, its arena,
-// the node storage, the failure path and the max_in_flight limiter.
+// Internal: what a Graph shares with the Streams, Inputs and nodes built on it — the tbb::flow::graph,
+// the items on its edges, the places items hold in limits, the failure path, the node table.
+//
+// How items move: every node has a Port (its input) and an Outlet (the Ports of its successors). A
+// node's body puts its result into its Outlet, which hands it to each successor: moved to the last,
+// copied to the others (a broadcast). A Port of a node with a body is a tbb::flow::function_node
+// (its concurrency, its queue, a task per item); a merge's or a limit's Port passes items on in the
+// caller's thread.
 #include <oneapi/tbb/flow_graph.h>
-#include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/task_arena.h>
 
 #include <atomic>
+#include <cstdio>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "pixflow/engine/concurrency.hpp"
+#include "pixflow/engine/detail/body_clock.hpp"
 #include "pixflow/engine/detail/node_stats.hpp"
-#include "pixflow/engine/detail/source_pump.hpp"
+#include "pixflow/engine/detail/trace.hpp"
+#include "pixflow/engine/executor.hpp"
 #include "pixflow/engine/result.hpp"
 
 namespace pixflow::detail {
 
-/// An item on an edge of the graph. The value is shared so that TBB's internal copies of messages
-/// (buffers, queues) stay cheap; exactly one body consumes it and moves the value out.
+/// Something that lends places: a limit, or an input's capacity.
+class PlaceLender {
+ public:
+  virtual ~PlaceLender() = default;
+  virtual void give_back() noexcept = 0;
+};
+
+/// A place an item holds in a limit (or an input). Every copy of the item (its broadcast branches)
+/// shares it; the place comes back when the last copy ends, done or failed. An item past two limits
+/// holds a place in each: the inner one keeps the outer one.
+class Hold {
+ public:
+  Hold(PlaceLender& lender, std::shared_ptr<Hold> outer) noexcept : lender_(&lender), outer_(std::move(outer)) {}
+  ~Hold() { lender_->give_back(); }
+  Hold(const Hold&) = delete;
+  Hold& operator=(const Hold&) = delete;
+
+ private:
+  PlaceLender* lender_;
+  std::shared_ptr<Hold> outer_;
+};
+using HoldPtr = std::shared_ptr<Hold>;
+
+/// An item on an edge. Shared so that TBB's copies of messages (queues, tasks) stay cheap; the one
+/// body that receives it moves the value out.
 template <class T>
-struct Packet {
+struct Item {
   ItemKey key;
-  std::shared_ptr<T> value;
+  T value;
+  HoldPtr hold;
+};
+template <class T>
+using ItemPtr = std::shared_ptr<Item<T>>;
+
+/// The input of a node.
+template <class T>
+class Port {
+ public:
+  virtual ~Port() = default;
+  virtual void put(ItemPtr<T> item) = 0;
 };
 
-/// The part of a graph after one `limit()`: at most `threshold` items are alive in it. An item gives
-/// its place back when it leaves the scope: done, failed, or expanded into children.
-struct Scope {
-  tbb::flow::receiver<tbb::flow::continue_msg>* decrementer = nullptr;  // of the limiter, or
-  SourcePump* pump = nullptr;  // the source this scope asks for items, when one feeds it directly
-  std::size_t threshold = 0;
-  std::atomic<std::size_t> live{0}, peak_live{0};
-
-  /// An item starts its first body in the scope (counted for the report).
-  void enter() noexcept { raise_peak(peak_live, live.fetch_add(1, std::memory_order_relaxed) + 1); }
-  /// An item leaves the scope: its place goes to the next waiting item.
-  void release() {
-    live.fetch_sub(1, std::memory_order_relaxed);
-    if (pump != nullptr)
-      pump->free_places(1);
-    else
-      decrementer->try_put(tbb::flow::continue_msg());
+/// The output of a node: its successors' ports. More than one = a broadcast.
+template <class T>
+class Outlet {
+ public:
+  void connect(Port<T>& port) {
+    if constexpr (!std::is_copy_constructible_v<T>) {
+      if (!targets_.empty()) throw std::logic_error("pixflow: a stream of a type that cannot be copied has one successor at most");
+    }
+    targets_.push_back(&port);
   }
+  /// Hands the item to every successor; with none, the item ends here.
+  void put(ItemPtr<T> item) const {
+    const std::size_t n = targets_.size();
+    if (n == 0) return;
+    if constexpr (std::is_copy_constructible_v<T>) {
+      for (std::size_t i = 0; i + 1 < n; ++i) targets_[i]->put(std::make_shared<Item<T>>(Item<T>{item->key, item->value, item->hold}));
+    }
+    targets_[n - 1]->put(std::move(item));
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return targets_.size(); }
+  [[nodiscard]] Port<T>* only() const noexcept { return targets_.size() == 1 ? targets_[0] : nullptr; }
+
+ private:
+  std::vector<Port<T>*> targets_;
 };
 
-/// A failed item on its way to the failure sink, with the scope whose place it holds (or nullptr).
-struct FailurePacket {
+/// A node as the DOT dump and the report see it.
+struct NodeInfo {
+  std::string name;
+  std::string kind;
+  std::string label;          // for DOT: "limit 16", "unlimited", "≤4"
+  NodeStats* stats = nullptr;  // nullptr for a limit (not in the report)
+};
+struct EdgeInfo {
+  std::size_t from, to;
+  std::string label;  // a route's output name
+};
+
+/// A failed item on its way to on_failure, holding its places until the handler returns.
+struct FailureMsg {
   ItemKey key;
-  std::string stage;
+  std::size_t node = 0;
   std::string reason;
-  Scope* scope = nullptr;
+  HoldPtr hold;
 };
 
 inline std::size_t tbb_concurrency(Concurrency c) {
@@ -76,26 +136,39 @@ R invoke_guarded(F&& f) noexcept {
   }
 }
 
+/// Per-run state of a part of the graph (a limit, a source, an input): reset between runs, and told
+/// when the run is cancelled.
+class RunState {
+ public:
+  virtual ~RunState() = default;
+  virtual void on_cancel() {}
+  virtual void on_run_end() {}
+};
+
 class GraphCore {
  public:
-  using failure_sink_t = tbb::flow::function_node<FailurePacket, tbb::flow::continue_msg>;
+  using failure_node_t = tbb::flow::function_node<FailureMsg, tbb::flow::continue_msg>;
 
-  std::size_t threads;                      // resolved: >= 1
+  GraphCore(Executor& executor, std::size_t max_in_flight, bool trace);
+  ~GraphCore();
+  GraphCore(const GraphCore&) = delete;
+  GraphCore& operator=(const GraphCore&) = delete;
+
+  Executor& executor;
   std::size_t max_in_flight;
-  std::optional<tbb::global_control> parallelism;  // only when threads > the default
-  tbb::task_arena arena;
   BodyClock body_clock;  // times every body; its rate is calibrated from here to each report
-  std::unique_ptr<tbb::flow::graph> graph;  // constructed inside `arena`, so its tasks run there
-  std::deque<std::shared_ptr<void>> nodes;  // owns every node; destroyed before `graph`
+  std::unique_ptr<Trace> trace;  // when GraphOptions::trace_path is set
+  std::unique_ptr<tbb::flow::graph> graph;  // constructed inside the executor's arena, so its tasks run there
+  std::deque<std::shared_ptr<void>> owned;  // nodes, outlets, limits; destroyed before `graph`
   std::deque<NodeStats> stats;
-  std::deque<Edge> edges;
-  std::vector<std::function<void()>> activations;  // input_node::activate for each source
-  // For each fused chain: builds it, dropping its outputs, if no stage ended it (run() calls these).
-  std::vector<std::function<void()>> chain_closers;
-  std::unique_ptr<failure_sink_t> failure_sink;
-  std::deque<Scope> scopes;
-  std::deque<SourcePump> pumps;
-  Scope* main_scope = nullptr;  // the one made by limit() with max_in_flight, reported as peak_live
+  std::vector<NodeInfo> nodes;
+  std::vector<EdgeInfo> edges;
+  std::vector<RunState*> run_states;
+  std::vector<std::function<void()>> starters;  // start each source at the start of a run
+  std::vector<std::function<void()>> on_destroy;  // detach each input from the graph going away
+  std::unique_ptr<failure_node_t> failure_node;
+  std::atomic<std::size_t>* main_peak_live = nullptr;  // of the limit() with max_in_flight, for the report
+  std::atomic<std::uint64_t> next_seq{0};              // keys of items from sources and inputs
 
   std::mutex hooks_mutex;
   std::function<void(const ItemFailure&)> on_failure;
@@ -103,35 +176,32 @@ class GraphCore {
   std::atomic<bool> cancelled{false};
   std::string cancel_reason;  // written once under hooks_mutex before `cancelled` is set
 
-  GraphCore(std::size_t threads_wanted, std::size_t max_in_flight_wanted);
-  ~GraphCore();
-  GraphCore(const GraphCore&) = delete;
-  GraphCore& operator=(const GraphCore&) = delete;
-
   template <class Node, class... Args>
-  Node& make_node(Args&&... args) {
-    auto node = std::make_shared<Node>(*graph, std::forward<Args>(args)...);
+  Node& make(Args&&... args) {
+    auto node = std::make_shared<Node>(std::forward<Args>(args)...);
     Node& ref = *node;
-    nodes.push_back(std::move(node));
+    owned.push_back(std::move(node));
     return ref;
   }
-  NodeStats& add_stats(std::string name, std::string kind, Concurrency c) {
-    return stats.emplace_back(std::move(name), std::move(kind), c, body_clock, threads);
+  template <class Node, class... Args>
+  Node& make_flow_node(Args&&... args) {
+    return make<Node>(*graph, std::forward<Args>(args)...);
   }
-  Edge& add_edge() { return edges.emplace_back(); }
+  /// Adds a node to the table (and, if `reported`, to the report); returns its id.
+  std::size_t add_node(std::string name, std::string kind, Concurrency c, std::string label, bool reported) {
+    NodeStats* s = reported ? &stats.emplace_back(name, kind, c, body_clock, executor.threads()) : nullptr;
+    nodes.push_back({std::move(name), std::move(kind), std::move(label), s});
+    return nodes.size() - 1;
+  }
+  NodeStats& stats_of(std::size_t node) { return *nodes[node].stats; }
+  void add_edge(std::size_t from, std::size_t to, std::string label) { edges.push_back({from, to, std::move(label)}); }
+  ItemKey next_key() noexcept { return ItemKey(next_seq.fetch_add(1, std::memory_order_relaxed)); }
 
-  SourcePump& add_pump(std::function<bool()> pull) { return pumps.emplace_back(cancelled, std::move(pull)); }
-  Scope& add_scope(std::size_t threshold) {
-    Scope& scope = scopes.emplace_back();
-    scope.threshold = threshold;
-    return scope;
-  }
   void cancel(const std::string& reason);
-  /// Sends a failed item to the failure sink (from any body).
-  void fail(FailurePacket&& failed) { failure_sink->try_put(std::move(failed)); }
-  /// Builds the chains that no stage ended (a stream left without a next stage).
-  void close_chains() {
-    for (auto& close : std::exchange(chain_closers, {})) close();
+  [[nodiscard]] bool is_cancelled() const noexcept { return cancelled.load(std::memory_order_relaxed); }
+  /// Sends a failed item to on_failure (from any thread).
+  void fail(ItemKey key, std::size_t node, std::string reason, HoldPtr hold) {
+    failure_node->try_put(FailureMsg{std::move(key), node, std::move(reason), std::move(hold)});
   }
 };
 

@@ -55,32 +55,52 @@ class NodeStats {
     raise_peak(peak_queue_, queued_.fetch_add(1, std::memory_order_relaxed) + 1);
   }
   /// A body (or an I/O operation) starts, for an item that arrive() counted.
-  Body start() noexcept { return start(clock_->now()); }
-  /// The same, at `now` (the time the previous stage of a fused chain ended).
-  Body start(BodyClock::ticks now) noexcept {
+  Body start() noexcept {
     queued_.fetch_sub(1, std::memory_order_relaxed);
-    return start_unqueued(now);
+    return start_unqueued();
   }
-  /// A body starts at `now` for an item handed over directly by the previous stage of a fused chain:
-  /// it never waited in front of this node, so it was never counted as queued.
-  Body start_unqueued(BodyClock::ticks now) noexcept {
+  /// A body starts that no arrive() counted (a source asked for its next item).
+  Body start_unqueued() noexcept {
     raise_peak(peak_active_, active_.fetch_add(1, std::memory_order_relaxed) + 1);
-    return Body{now, &this_thread_shard()};
+    return Body{clock_->now(), &this_thread_shard()};
   }
-  /// The body ends, successfully or not; returns the time it ended.
-  BodyClock::ticks finish(const Body& body, bool failed) noexcept {
+  /// The body ends, successfully or not.
+  void finish(const Body& body, bool failed) noexcept {
     const BodyClock::ticks ended = clock_->now();
     Shard& shard = *body.shard;
     shard.busy_ticks.fetch_add(BodyClock::between(body.started, ended), std::memory_order_relaxed);
     shard.items.fetch_add(1, std::memory_order_relaxed);
     if (failed) shard.failed.fetch_add(1, std::memory_order_relaxed);
     active_.fetch_sub(1, std::memory_order_relaxed);
-    return ended;
+  }
+  /// An item went through a node without a body (a merge), or was pushed into an input.
+  void passed() noexcept {
+    Shard& shard = this_thread_shard();
+    shard.items.fetch_add(1, std::memory_order_relaxed);
+    shard.emitted.fetch_add(1, std::memory_order_relaxed);
   }
   /// `n` items were passed on downstream.
   void emitted(std::uint64_t n = 1) noexcept { this_thread_shard().emitted.fetch_add(n, std::memory_order_relaxed); }
   /// The same, by the thread that ran `body`.
   void emitted(const Body& body, std::uint64_t n = 1) noexcept { body.shard->emitted.fetch_add(n, std::memory_order_relaxed); }
+  /// Items waiting in front of the node or in its bodies now (the trace's counter track).
+  [[nodiscard]] std::int64_t in_flight() const noexcept {
+    return static_cast<std::int64_t>(queued_.load(std::memory_order_relaxed) + active_.load(std::memory_order_relaxed));
+  }
+  /// Starts the figures of the next run (the graph is idle: items a cancelled run dropped from the
+  /// queues are forgotten).
+  void reset() noexcept {
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      shards_[i].items = 0;
+      shards_[i].failed = 0;
+      shards_[i].emitted = 0;
+      shards_[i].busy_ticks = 0;
+    }
+    active_ = 0;
+    queued_ = 0;
+    peak_active_ = 0;
+    peak_queue_ = 0;
+  }
 
   /// The figures now; `seconds_per_tick` from the BodyClock (read once for all nodes of a report).
   [[nodiscard]] NodeReport report(double seconds_per_tick) const {
@@ -120,15 +140,6 @@ class NodeStats {
   std::unique_ptr<Shard[]> shards_;
   alignas(64) std::atomic<std::size_t> active_{0}, peak_active_{0};
   alignas(64) std::atomic<std::size_t> queued_{0}, peak_queue_{0};
-};
-
-/// The link from a producing node to whichever node consumes its output, so the producer can count
-/// arrivals in the consumer's queue. The consumer is attached after the producer is built.
-struct Edge {
-  std::atomic<NodeStats*> consumer{nullptr};
-  void arrive() const noexcept {
-    if (NodeStats* c = consumer.load(std::memory_order_acquire)) c->arrive();
-  }
 };
 
 }  // namespace pixflow::detail
