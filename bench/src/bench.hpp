@@ -34,15 +34,20 @@ struct DownloadOptions {
 };
 int run_download(const DownloadOptions& options);
 
-/// Items per second through source → limit → 2 compute → sink of trivial bodies, on pixflow::Graph and
-/// on tbb::parallel_pipeline (serial input, three parallel filters) with the same tokens and threads.
-/// Prints {"items", "threads", "tokens", "graph_items_per_s", "pipeline_items_per_s", "ratio"}.
+/// Items per second with trivial bodies: the chain source → limit → 2 compute → sink on pixflow::Graph,
+/// by hand in tbb::flow, and on tbb::parallel_pipeline; the diamond source → limit → broadcast to 2
+/// compute → merge → sink on pixflow::Graph and by hand in tbb::flow; the chain with a trace and
+/// without, per item. Same tokens and threads everywhere; `repeat` runs of each, alternated, the best
+/// kept. Prints {"graph_items_per_s", "flow_items_per_s", "pipeline_items_per_s", "ratio_flow" (graph
+/// / flow), "ratio" (graph / parallel_pipeline), "diamond_ratio_flow", "trace_off_ns_per_item",
+/// "trace_on_ns_per_item", ...}.
 struct EngineOptions {
   std::uint64_t items = 2000000;
   std::size_t threads = 0;
   std::size_t tokens = 64;
   int repeat = 3;
-  std::string only;  ///< "graph" or "pipeline": run just that one (for a profiler); "" both
+  std::uint64_t trace_items = 20000;  ///< items of the traced runs (each writes ~1.5 KB of JSON per item)
+  std::string only;  ///< "graph", "flow", "pipeline", "diamond" or "trace": run just that (for a profiler); "" all
 };
 int run_engine(const EngineOptions& options);
 

@@ -25,13 +25,14 @@ int main(int argc, char** argv) {
   download_cmd->add_option("--out", download.out, "output folder")->required();
 
   pixflow::bench::EngineOptions engine;
-  auto* engine_cmd = app.add_subcommand("engine", "items/s: pixflow::Graph vs tbb::parallel_pipeline");
+  auto* engine_cmd = app.add_subcommand("engine", "items/s: pixflow::Graph vs hand-wired tbb::flow and tbb::parallel_pipeline");
   engine_cmd->add_option("--items", engine.items, "items per run (default 2000000)");
   engine_cmd->add_option("--threads", engine.threads, "worker threads (0 = every core)");
   engine_cmd->add_option("--tokens", engine.tokens, "items in flight (default 64, the pipeline's max_in_flight)");
   engine_cmd->add_option("--repeat", engine.repeat, "runs of each, alternated; the best is reported (default 3)");
-  engine_cmd->add_option("--only", engine.only, "run only the graph or only the pipeline (for a profiler)")
-      ->check(CLI::IsMember({"graph", "pipeline"}));
+  engine_cmd->add_option("--trace-items", engine.trace_items, "items of the traced and untraced runs (default 20000)");
+  engine_cmd->add_option("--only", engine.only, "run only one measurement (for a profiler)")
+      ->check(CLI::IsMember({"graph", "flow", "pipeline", "diamond", "trace"}));
 
   CLI11_PARSE(app, argc, argv);
   try {

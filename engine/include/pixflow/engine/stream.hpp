@@ -137,7 +137,7 @@ auto Stream<T>::compute(std::string name, Concurrency concurrency, F f)
   auto* core = core_;
   auto& out = core->make<detail::Outlet<U>>();
   const std::size_t id = core->add_node(name, "compute", concurrency, detail::concurrency_label(concurrency), true);
-  auto body = [core, &out, id, f = std::move(f)](const detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
+  auto body = [core, &out, id, f = std::move(f)](detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
     detail::Item<T>& item = *in;
     R result = detail::invoke_guarded<R>([&] { return f(std::move(item.value)); });
     if (!result) {
@@ -148,9 +148,9 @@ auto Stream<T>::compute(std::string name, Concurrency concurrency, F f)
     timer.emitted();
     if constexpr (std::is_same_v<T, U>) {
       item.value = std::move(result).value();  // the same item goes on: no allocation
-      out.put(in);
+      out.put(std::move(in));
     } else {
-      out.put(std::make_shared<detail::Item<U>>(detail::Item<U>{std::move(item.key), std::move(result).value(), std::move(item.hold)}));
+      out.put(std::make_unique<detail::Item<U>>(detail::Item<U>{std::move(item.key), std::move(result).value(), std::move(item.hold)}));
     }
   };
   auto& node = core->make<detail::TaskNode<T, decltype(body)>>(*core, id, concurrency, std::move(body));
@@ -164,12 +164,12 @@ Stream<U> Stream<T>::expand(std::string name, Concurrency concurrency, F f) {
   auto* core = core_;
   auto& out = core->make<detail::Outlet<U>>();
   const std::size_t id = core->add_node(name, "expand", concurrency, detail::concurrency_label(concurrency), true);
-  auto body = [core, &out, id, f = std::move(f)](const detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
+  auto body = [core, &out, id, f = std::move(f)](detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
     detail::Item<T>& item = *in;
     std::uint64_t children = 0;
     Emitter<U> emit(item.key, [&](ItemKey key, U&& value) {
       ++children;
-      out.put(std::make_shared<detail::Item<U>>(detail::Item<U>{std::move(key), std::move(value), nullptr}));
+      out.put(std::make_unique<detail::Item<U>>(detail::Item<U>{std::move(key), std::move(value), nullptr}));
     });
     Result<void> result = detail::invoke_guarded<Result<void>>([&] { return f(std::move(item.value), emit); });
     timer.emitted(children);
@@ -204,7 +204,7 @@ std::array<Stream<T>, N> Stream<T>::route(std::string name, const std::string (&
   auto* core = core_;
   auto& outs = core->make<std::array<detail::Outlet<T>, N>>();
   const std::size_t id = core->add_node(name, "route", Concurrency::unlimited(), "", true);
-  auto body = [core, &outs, id, f = std::move(f)](const detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
+  auto body = [core, &outs, id, f = std::move(f)](detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
     detail::Item<T>& item = *in;
     Result<std::size_t> chosen = detail::invoke_guarded<Result<std::size_t>>([&]() -> Result<std::size_t> {
       return static_cast<std::size_t>(f(std::as_const(item.value)));
@@ -216,7 +216,7 @@ std::array<Stream<T>, N> Stream<T>::route(std::string name, const std::string (&
     }
     timer.finish(item.key, nullptr);
     timer.emitted();
-    outs[chosen.value()].put(in);
+    outs[chosen.value()].put(std::move(in));
   };
   auto& node = core->make<detail::TaskNode<T, decltype(body)>>(*core, id, Concurrency::unlimited(), std::move(body));
   connect(node, id);
@@ -254,7 +254,7 @@ void Stream<T>::sink(std::string name, Concurrency concurrency, F f) {
   static_assert(std::is_same_v<std::invoke_result_t<const F&, T&&>, Result<void>>, "a sink body returns pixflow::Result<void>");
   auto* core = core_;
   const std::size_t id = core->add_node(name, "sink", concurrency, detail::concurrency_label(concurrency), true);
-  auto body = [core, id, f = std::move(f)](const detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
+  auto body = [core, id, f = std::move(f)](detail::ItemPtr<T>& in, detail::BodyTimer& timer) {
     detail::Item<T>& item = *in;
     Result<void> result = detail::invoke_guarded<Result<void>>([&] { return f(std::move(item.value)); });
     if (!result) {

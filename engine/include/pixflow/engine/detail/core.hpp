@@ -54,8 +54,7 @@ class Hold {
 };
 using HoldPtr = std::shared_ptr<Hold>;
 
-/// An item on an edge. Shared so that TBB's copies of messages (queues, tasks) stay cheap; the one
-/// body that receives it moves the value out.
+/// An item on its way: owned by one node at a time (a broadcast copies it, one Item per branch).
 template <class T>
 struct Item {
   ItemKey key;
@@ -63,7 +62,32 @@ struct Item {
   HoldPtr hold;
 };
 template <class T>
-using ItemPtr = std::shared_ptr<Item<T>>;
+using ItemPtr = std::unique_ptr<Item<T>>;
+
+/// An item as a tbb::flow message. TBB copies a message from the caller to a queue to a task to the
+/// body, and uses only the last copy: so a copy takes the item over from its source (as auto_ptr did)
+/// and no reference count is paid per hop. A message TBB drops (a cancelled run) frees its item, and
+/// so gives its places back.
+template <class T>
+class Msg {
+ public:
+  Msg() = default;
+  explicit Msg(ItemPtr<T> item) noexcept : item_(item.release()) {}
+  Msg(const Msg& other) noexcept : item_(std::exchange(other.item_, nullptr)) {}
+  Msg& operator=(const Msg& other) noexcept {
+    if (this != &other) {
+      delete item_;
+      item_ = std::exchange(other.item_, nullptr);
+    }
+    return *this;
+  }
+  ~Msg() { delete item_; }
+  /// The item, taken out of the message.
+  [[nodiscard]] ItemPtr<T> take() const noexcept { return ItemPtr<T>(std::exchange(item_, nullptr)); }
+
+ private:
+  mutable Item<T>* item_ = nullptr;
+};
 
 /// The input of a node.
 template <class T>
@@ -88,7 +112,7 @@ class Outlet {
     const std::size_t n = targets_.size();
     if (n == 0) return;
     if constexpr (std::is_copy_constructible_v<T>) {
-      for (std::size_t i = 0; i + 1 < n; ++i) targets_[i]->put(std::make_shared<Item<T>>(Item<T>{item->key, item->value, item->hold}));
+      for (std::size_t i = 0; i + 1 < n; ++i) targets_[i]->put(std::make_unique<Item<T>>(Item<T>{item->key, item->value, item->hold}));
     }
     targets_[n - 1]->put(std::move(item));
   }

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -57,17 +58,14 @@ class TaskNode final : public Port<T> {
         stats_(core.stats_of(id)),
         id_(id),
         body_(std::move(body)),
-        node_(*core.graph, tbb_concurrency(concurrency), [this](const ItemPtr<T>& in) {
-          run(in);
-          return tbb::flow::continue_msg();
-        }) {}
+        node_(*core.graph, tbb_concurrency(concurrency), [this](const Msg<T>& in, auto&) { run(in.take()); }) {}
   void put(ItemPtr<T> item) override {
     stats_.arrive();
-    node_.try_put(item);
+    node_.try_put(Msg<T>(std::move(item)));
   }
 
  private:
-  void run(const ItemPtr<T>& in) {
+  void run(ItemPtr<T> in) {
     if (core_.is_cancelled()) return;  // as a cancelled task would be dropped
     BodyTimer timer(core_, stats_, id_);
     body_(in, timer);
@@ -76,44 +74,53 @@ class TaskNode final : public Port<T> {
   NodeStats& stats_;
   std::size_t id_;
   Body body_;
-  tbb::flow::function_node<ItemPtr<T>, tbb::flow::continue_msg> node_;
+  // A multifunction_node whose port is never used: a function_node would broadcast a continue_msg
+  // to its (no) successors after every body, under a lock.
+  tbb::flow::multifunction_node<Msg<T>, std::tuple<tbb::flow::continue_msg>> node_;
 };
 
 /// The place where items wait for, and take, a place of a limit. Holds the source in front of it,
 /// when that source feeds only this limit: the source is then asked for an item per free place.
+///
+/// `count_` is the free places minus the items waiting (or about to wait): an item that finds a place
+/// takes it with one atomic operation, and a place given back with none waiting is one too; only
+/// waiting takes the lock. A place given back to a waiter that has not queued itself yet is left as
+/// a grant, which that waiter takes instead of queueing.
 template <class T>
 class LimitNode final : public Port<T>, public PlaceLender, public RunState {
  public:
-  LimitNode(GraphCore& core, std::size_t places, Outlet<T>& out) : core_(core), places_(places), free_(places), out_(out) {}
+  LimitNode(GraphCore& core, std::size_t places, Outlet<T>& out)
+      : core_(core), places_(places), count_(static_cast<std::int64_t>(places)), out_(out) {}
 
   void put(ItemPtr<T> item) override {
-    {
+    if (core_.is_cancelled()) return;
+    if (count_.fetch_sub(1, std::memory_order_acq_rel) <= 0) {
       std::lock_guard lock(mutex_);
-      if (core_.is_cancelled()) return;
-      if (free_ == 0) {
+      if (grants_ == 0) {
         waiting_.push_back(std::move(item));
         return;
       }
-      --free_;
+      --grants_;
     }
     admit(std::move(item));
   }
   void give_back() noexcept override {
-    ItemPtr<T> next;
+    live_.fetch_sub(1, std::memory_order_relaxed);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) >= 0) {
+      if (pump_ != nullptr) pump_->free_places(1);
+      return;
+    }
+    ItemPtr<T> next;  // an item waits, or is about to: the place is its
     {
       std::lock_guard lock(mutex_);
-      live_.fetch_sub(1, std::memory_order_relaxed);
-      if (!waiting_.empty() && !core_.is_cancelled()) {
-        next = std::move(waiting_.front());
-        waiting_.pop_front();
-      } else {
-        ++free_;
+      if (waiting_.empty()) {
+        ++grants_;
+        return;
       }
+      next = std::move(waiting_.front());
+      waiting_.pop_front();
     }
-    if (next)
-      admit(std::move(next));
-    else if (pump_ != nullptr)
-      pump_->free_places(1);
+    if (!core_.is_cancelled()) admit(std::move(next));
   }
   void on_cancel() override {
     std::deque<ItemPtr<T>> dropped;
@@ -123,7 +130,8 @@ class LimitNode final : public Port<T>, public PlaceLender, public RunState {
   void on_run_end() override {
     std::lock_guard lock(mutex_);
     waiting_.clear();
-    free_ = places_;
+    grants_ = 0;
+    count_ = static_cast<std::int64_t>(places_);
     live_ = 0;
     peak_live = 0;
   }
@@ -141,8 +149,9 @@ class LimitNode final : public Port<T>, public PlaceLender, public RunState {
   }
   GraphCore& core_;
   const std::size_t places_;
+  std::atomic<std::int64_t> count_;
   std::mutex mutex_;
-  std::size_t free_;
+  std::size_t grants_ = 0;
   std::deque<ItemPtr<T>> waiting_;
   std::atomic<std::size_t> live_{0};
   Outlet<T>& out_;
@@ -161,10 +170,7 @@ class IoNode final : public Port<T>, public RunState {
         bound_(concurrency.is_unlimited() ? 0 : concurrency.limit()),
         f_(std::move(f)),
         out_(out),
-        starter_(*core.graph, tbb::flow::unlimited, [this](const ItemPtr<T>& in) {
-          begin(in);
-          return tbb::flow::continue_msg();
-        }) {}
+        starter_(*core.graph, tbb::flow::unlimited, [this](const Msg<T>& in, auto&) { begin(in.take()); }) {}
 
   void put(ItemPtr<T> item) override {
     stats_.arrive();
@@ -176,7 +182,7 @@ class IoNode final : public Port<T>, public RunState {
       }
       ++active_;
     }
-    starter_.try_put(item);
+    starter_.try_put(Msg<T>(std::move(item)));
   }
   void on_cancel() override {
     std::deque<ItemPtr<T>> dropped;
@@ -192,7 +198,7 @@ class IoNode final : public Port<T>, public RunState {
   }
 
  private:
-  void begin(const ItemPtr<T>& in) {
+  void begin(ItemPtr<T> in) {
     const NodeStats::Body body = stats_.start();
     std::int64_t started = 0, in_flight = 0;
     std::uint32_t lane = 0;
@@ -205,14 +211,14 @@ class IoNode final : public Port<T>, public RunState {
     auto state = std::make_shared<typename Completion<U>::State>();
     state->deliver = [this, key = in->key, hold = std::move(in->hold), body, started, in_flight, lane](Result<U>&& result) mutable {
       const std::string* failure = result.ok() ? nullptr : &result.failure().reason;
-      stats_.finish(body, failure != nullptr);
+      stats_.finish_elsewhere(body, failure != nullptr);
       if (Trace* trace = core_.trace.get()) {
         trace->operation(id_, lane, key, started, failure, in_flight, stats_.in_flight());
         give_lane(lane);
       }
       if (result) {
-        stats_.emitted(body);
-        out_.put(std::make_shared<Item<U>>(Item<U>{std::move(key), std::move(result).value(), std::move(hold)}));
+        stats_.emitted_elsewhere();
+        out_.put(std::make_unique<Item<U>>(Item<U>{std::move(key), std::move(result).value(), std::move(hold)}));
       } else {
         core_.fail(std::move(key), id_, std::move(result).failure().reason, std::move(hold));
       }
@@ -242,7 +248,7 @@ class IoNode final : public Port<T>, public RunState {
         --active_;
       }
     }
-    if (next) starter_.try_put(next);
+    if (next) starter_.try_put(Msg<T>(std::move(next)));
   }
   /// Trace lanes: operation n of this node in flight draws on lane n, so spans of a lane never overlap.
   std::uint32_t take_lane() {
@@ -272,7 +278,7 @@ class IoNode final : public Port<T>, public RunState {
   std::deque<ItemPtr<T>> waiting_;
   std::vector<std::uint32_t> free_lanes_;
   std::uint32_t lanes_ = 0;
-  tbb::flow::function_node<ItemPtr<T>, tbb::flow::continue_msg> starter_;
+  tbb::flow::multifunction_node<Msg<T>, std::tuple<tbb::flow::continue_msg>> starter_;
 };
 
 /// Several streams into one: passes each item on in the caller's thread.
@@ -324,23 +330,23 @@ class SourceNode final : public RunState {
     try {
       value = next_();
     } catch (const std::exception& e) {
-      stats_.finish(body, true);
+      stats_.finish_elsewhere(body, true);
       core_.cancel(std::string("source failed: ") + e.what());
       return false;
     } catch (...) {
-      stats_.finish(body, true);
+      stats_.finish_elsewhere(body, true);
       core_.cancel("source failed: unknown exception");
       return false;
     }
     if (!value) {
-      stats_.finish(body, false);
+      stats_.finish_uncounted(body);
       return false;
     }
-    stats_.finish(body, false);
-    stats_.emitted(body);
+    stats_.finish_elsewhere(body, false);
+    stats_.emitted_elsewhere();
     ItemKey key = core_.next_key();
     if (Trace* trace = core_.trace.get()) trace->body(id_, key, started, nullptr, 0, 0);
-    out_.put(std::make_shared<Item<T>>(Item<T>{std::move(key), std::move(*value), nullptr}));
+    out_.put(std::make_unique<Item<T>>(Item<T>{std::move(key), std::move(*value), nullptr}));
     return true;
   }
 
@@ -375,7 +381,7 @@ class InputState final : public PlaceLender, public RunState {
       core->graph->reserve_wait();  // a close() meanwhile must not let the run end before the item is in
     }
     stats_.passed();
-    out_.put(std::make_shared<Item<T>>(Item<T>{core->next_key(), std::move(value), std::make_shared<Hold>(*this, nullptr)}));
+    out_.put(std::make_unique<Item<T>>(Item<T>{core->next_key(), std::move(value), std::make_shared<Hold>(*this, nullptr)}));
     core->graph->release_wait();
     return true;
   }
