@@ -52,6 +52,8 @@ struct CommonOptions {
   bool progress = false;
   bool force = false;
   bool dump_config = false;
+  std::string trace_file;
+  bool dump_graph = false;
 };
 
 void add_common_options(CLI::App& cmd, CommonOptions& common) {
@@ -66,6 +68,9 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_flag("--progress", common.progress, "Show the live progress line even when stderr is not a terminal");
   cmd.add_flag("--force", common.force, "Redo items whose outputs already exist in the output folder");
   cmd.add_flag("--dump-config", common.dump_config, "Print the effective config as JSON and exit");
+  cmd.add_option("--trace", common.trace_file,
+                 "Write a Chrome-trace JSON of the run to FILE (chrome://tracing, ui.perfetto.dev)");
+  cmd.add_flag("--dump-graph", common.dump_graph, "Print the task graph as Graphviz DOT and exit");
 }
 
 /// The config file merged with the command-line overrides. Throws ConfigError naming what is wrong.
@@ -148,6 +153,7 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
   options.save_originals = save_originals;
   options.force = common.force;
   options.stop_on_interrupt = true;
+  options.trace_path = common.trace_file;
   const bool show_progress = !common.quiet && (common.progress || isatty(STDERR_FILENO) == 1);
   if (show_progress) options.on_progress = print_progress;
   pixflow::install_interrupt_handler();
@@ -226,12 +232,27 @@ int main(int argc, char** argv) {
     std::cout << to_json(config).dump(2) << '\n';
     return exit_ok;
   }
+  if (common.dump_graph) {
+    // The shape only: nothing is listed, read or downloaded.
+    PipelineOptions options;
+    options.config = config;
+    options.save_originals = !thumbs->parsed();
+    const Source shape = gallery->parsed() ? Source{GallerySource{query}}
+                         : urls->parsed()  ? Source{UrlListSource{}}
+                                           : Source{FolderSource{folder}};
+    std::cout << pipeline_dot(shape, options);
+    return exit_ok;
+  }
   if (common.out.empty()) {
     std::cerr << "pixflow: --out is required\n";
     return exit_usage;
   }
   if (auto problem = report_path_problem(common.report_file)) {
     std::cerr << "pixflow: --report " << common.report_file << ": " << *problem << '\n';
+    return exit_usage;
+  }
+  if (auto problem = report_path_problem(common.trace_file == "-" ? std::string("./-") : common.trace_file)) {
+    std::cerr << "pixflow: --trace " << common.trace_file << ": " << *problem << '\n';
     return exit_usage;
   }
 
