@@ -4,6 +4,8 @@
 //                                           (decode, thumbnail, grayscale, encode: every core)
 //              a failed item (a GIF: "unsupported format (gif)") is reported; the others go on
 //
+// `embed IN_DIR OUT_DIR TRACE.json` also writes a Chrome trace of the run (chrome://tracing, ui.perfetto.dev).
+//
 // A standalone CMake project, built against the installed package (see CMakeLists.txt):
 // find_package(pixflow CONFIG REQUIRED), then link pixflow::tasks.
 #include <cstdio>
@@ -40,8 +42,8 @@ int main(int argc, char** argv) {
     std::cout << "embed (pixflow " PIXFLOW_VERSION ")\n";
     return 0;
   }
-  if (help || argc != 3) {
-    (help ? std::cout : std::cerr) << "usage: embed IN_DIR OUT_DIR   grey 128x128 thumbnails of IN_DIR's images\n";
+  if (help || argc < 3 || argc > 4) {
+    (help ? std::cout : std::cerr) << "usage: embed IN_DIR OUT_DIR [TRACE.json]   grey 128x128 thumbnails of IN_DIR's images\n";
     return help ? 0 : 2;
   }
 
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   options.out = argv[2];
   options.save_originals = false;  // thumbnails only
   options.force = true;            // redo thumbnails already in OUT_DIR
+  if (argc == 4) options.trace_path = argv[3];  // a span per read, decode, thumbnail, grayscale, encode, write
   options.stages.push_back({"grayscale", pixflow::Concurrency::unlimited(), grayscale});
   options.on_item = [](const pt::ItemReport& item) {  // one call at a time
     if (item.status == pt::ItemStatus::failed) std::cerr << item.input << ": " << item.stage << ": " << item.reason << '\n';

@@ -9,7 +9,8 @@
 //                                        prints the limit's result as soon as its last segment is in
 //
 // The base primes (up to √ of the largest limit) are sieved once before the run and only read by the
-// sieve bodies. `--compare` runs the same graph on 1 thread and on every thread and prints the speed-up.
+// sieve bodies. `--compare` runs the same graph on 1 thread and on every thread and prints the speed-up;
+// `--trace FILE` writes a Chrome trace of the run (one span per segment sieved), `--dump-graph` the DOT.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -109,13 +110,14 @@ struct Run {
 
 /// Builds the graph of the comment at the top and runs it on `threads` threads (0 = every core).
 Run run_graph(const std::vector<std::uint64_t>& limits, const std::vector<std::uint64_t>& base, std::size_t threads,
-              bool print) {
+              bool print, const std::string& trace = {}, bool dump_graph = false) {
   Run run;
   run.tallies.resize(limits.size());
   std::vector<std::uint64_t> received(limits.size(), 0);
 
   pixflow::GraphOptions options;
   options.threads = threads;
+  options.trace_path = trace;
   pixflow::Graph graph(options);
   graph.on_failure([&](const pixflow::ItemFailure& f) {
     ++run.failed;
@@ -150,6 +152,10 @@ Run run_graph(const std::vector<std::uint64_t>& limits, const std::vector<std::u
         }
         return pixflow::ok();
       });
+  if (dump_graph) {
+    std::cout << graph.dot();
+    return run;
+  }
   const pixflow::RunReport report = graph.run();
   run.wall_s = report.wall_s;
   run.threads = graph.threads();
@@ -171,6 +177,8 @@ int main(int argc, char** argv) {
   std::vector<std::uint64_t> limits{50'328'000, 22'756'000, 39'371'000, 44'832'000};
   std::size_t threads = 0;
   bool compare = false;
+  bool dump_graph = false;
+  std::string trace;
 
   CLI::App app{
       "primes — the count, the sum and the product of the primes below each limit, as a pixflow compute graph.\n"
@@ -185,6 +193,8 @@ int main(int argc, char** argv) {
   auto* threads_option = app.add_option("--threads", threads, "Worker threads (0 = every core)")->capture_default_str();
   app.add_flag("--compare", compare, "Run on 1 thread, then on every thread; print both times and the speed-up")
       ->excludes(threads_option);
+  app.add_option("--trace", trace, "Write a Chrome-trace JSON of the run to FILE (chrome://tracing, ui.perfetto.dev)");
+  app.add_flag("--dump-graph", dump_graph, "Print the graph as Graphviz DOT and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -197,8 +207,12 @@ int main(int argc, char** argv) {
   }
 
   const std::vector<std::uint64_t> base = primes_up_to(isqrt(*std::max_element(limits.begin(), limits.end())));
+  if (dump_graph) {
+    run_graph(limits, base, threads, false, {}, true);
+    return 0;
+  }
   if (!compare) {
-    const Run run = run_graph(limits, base, threads, true);
+    const Run run = run_graph(limits, base, threads, true, trace);
     print_time(run);
     return run.failed == 0 ? 0 : 1;
   }

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// Everything an application needs to embed pixflow, in one include: the generic engine (Graph, Stream,
-/// Result, Concurrency, RunReport, interrupts) and the image pipeline (run_pipeline, its sources,
+/// Input, Executor, Result, Concurrency, RunReport, interrupts) and the image pipeline (run_pipeline, its sources,
 /// config, custom stages and report), and tune_malloc_for_images for your main.
 ///
 /// @code
@@ -15,6 +15,7 @@
 /// @endcode
 #include "pixflow/engine/cancel.hpp"
 #include "pixflow/engine/concurrency.hpp"
+#include "pixflow/engine/executor.hpp"
 #include "pixflow/engine/graph.hpp"
 #include "pixflow/engine/result.hpp"
 #include "pixflow/engine/stats.hpp"
