@@ -5,7 +5,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -17,8 +16,7 @@ namespace detail {
 
 GraphCore::GraphCore(Executor& executor_in, std::size_t max_in_flight_wanted, bool tracing)
     : executor(executor_in),
-      max_in_flight(max_in_flight_wanted == 0 ? 1 : max_in_flight_wanted),
-      body_clock(std::getenv("PIXFLOW_STEADY_BODY_CLOCK") == nullptr) {
+      max_in_flight(max_in_flight_wanted == 0 ? 1 : max_in_flight_wanted) {
   if (tracing) trace = std::make_unique<Trace>();
   executor.arena().execute([this] { graph = std::make_unique<tbb::flow::graph>(); });
   failure_node = std::make_unique<failure_node_t>(*graph, tbb::flow::serial, [this](const FailureMsg& failed) {
