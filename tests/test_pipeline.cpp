@@ -401,7 +401,7 @@ TEST_CASE("a URL list with bad entries reports each failure with its reason and 
   CHECK(status(2) == ItemStatus::failed);
   CHECK(report.items[2].reason == "not an image (text/html)");
   CHECK(status(4) == ItemStatus::failed);
-  CHECK_THAT(report.items[4].reason, Catch::Contains("corrupt"));
+  CHECK(report.items[4].reason == "truncated jpeg");
   CHECK(status(5) == ItemStatus::failed);
   CHECK(report.items[5].reason == "unsupported scheme (file)");
   for (std::size_t i : {1u, 2u, 4u, 5u}) {
