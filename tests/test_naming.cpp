@@ -343,3 +343,24 @@ TEST_CASE("NameRegistry stays linear for long names that share a cut stem", "[na
   }
   CHECK(n == 4000);
 }
+
+TEST_CASE("is_thumbnail_name recognises every name thumbnail_name and NameRegistry give", "[naming]") {
+  NameRegistry registry;
+  for (const std::string original : {"aqua.jpg", "a_thumbnail.jpg", "noext", "..", "x.tar.gz"}) {
+    for (const ImageFormat format : {ImageFormat::jpeg, ImageFormat::png, ImageFormat::webp}) {
+      for (const bool several : {false, true}) {
+        const std::string name = thumbnail_name(original, Size{128, 96}, several, format);
+        CHECK(is_thumbnail_name(name));
+        CHECK(is_thumbnail_name(registry.claim(name, name + "1")));
+        CHECK(is_thumbnail_name(registry.claim(name, name + "2")));  // "-2"
+      }
+    }
+  }
+  CHECK(is_thumbnail_name("a_thumbnail-2_thumbnail.jpg"));  // what a rerun into the input folder made
+  CHECK(is_thumbnail_name("IMG_thumbnail_1024x768-12.webp"));
+  for (const char* other : {"aqua.jpg", "thumbnail.jpg", "a_thumbnail", "a_thumbnail.heic", "a_thumbnail.JPG",
+                            "a_thumbnails.jpg", "a_thumbnail_12x.jpg", "a_thumbnail_x12.jpg", "a_thumbnail_12x3y.png",
+                            "a_thumbnail-1.jpg", "a_thumbnail-02.jpg", "a_thumbnail-.jpg", "a_thumbnail-2x.jpg",
+                            "a_thumbnail.jpg.txt", ".pixflow.lock"})
+    CHECK_FALSE(is_thumbnail_name(other));
+}

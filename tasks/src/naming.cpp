@@ -169,6 +169,46 @@ std::string thumbnail_name(std::string_view original_name, Size box, bool severa
   return join_within_limit(stem, suffix, extension_of(format));
 }
 
+namespace {
+
+/// Removes a leading run of ASCII digits from `text`; false when there is none.
+bool consume_digits(std::string_view& text) {
+  std::size_t n = 0;
+  while (n < text.size() && text[n] >= '0' && text[n] <= '9') ++n;
+  text.remove_prefix(n);
+  return n > 0;
+}
+
+/// True for "_thumbnail" or "_thumbnail_<W>x<H>" ending `text`.
+bool ends_with_thumbnail_suffix(std::string_view text) {
+  constexpr std::string_view marker = "_thumbnail";
+  if (text.ends_with(marker)) return true;
+  const auto at = text.rfind("_thumbnail_");
+  if (at == std::string_view::npos) return false;
+  std::string_view box = text.substr(at + marker.size() + 1);  // "<W>x<H>"
+  return consume_digits(box) && !box.empty() && box.front() == 'x' && (box.remove_prefix(1), consume_digits(box)) &&
+         box.empty();
+}
+
+}  // namespace
+
+bool is_thumbnail_name(std::string_view name) {
+  const auto [rest, ext] = split_extension(name);
+  bool known_extension = false;
+  for (const ImageFormat format : {ImageFormat::jpeg, ImageFormat::png, ImageFormat::webp, ImageFormat::gif,
+                                   ImageFormat::bmp, ImageFormat::tiff})
+    known_extension = known_extension || ext == extension_of(format);
+  if (!known_extension) return false;
+  if (ends_with_thumbnail_suffix(rest)) return true;
+  // NameRegistry's "-<n>" (n >= 2, no leading zero) after the thumbnail suffix.
+  const auto dash = rest.rfind('-');
+  if (dash == std::string_view::npos) return false;
+  std::string_view number = rest.substr(dash + 1);
+  if (number.empty() || number.front() == '0' || number == "1") return false;
+  std::string_view digits = number;
+  return consume_digits(digits) && digits.empty() && ends_with_thumbnail_suffix(rest.substr(0, dash));
+}
+
 std::size_t NameRegistry::FoldedHash::operator()(std::string_view name) const noexcept {
   // FNV-1a over the ASCII-lower-cased bytes, then a final mix so the low bits (the bucket) depend on all.
   std::uint64_t h = 0xcbf29ce484222325ULL;

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// Output file names from hostile input (DESIGN.md fact 8): URLs and API fields choose nothing outside
+/// Output file names from hostile input: URLs and API fields choose nothing outside
 /// the output folder, no hidden files, no collisions.
 ///
 /// @code
@@ -43,6 +43,17 @@ std::string sanitize_name(std::string_view name);
 /// is the original name up to its last dot, sanitized and shortened so the result fits max_name_bytes.
 /// As in the seed scripts: "aqua.jpg" -> "aqua_thumbnail.jpg".
 std::string thumbnail_name(std::string_view original_name, Size box, bool several_sizes, ImageFormat format);
+
+/// True for the names pixflow gives thumbnails: what thumbnail_name returns ("<stem>_thumbnail<ext>",
+/// "<stem>_thumbnail_<W>x<H><ext>"), also with the "-<n>" a NameRegistry adds on a collision
+/// ("<stem>_thumbnail-2<ext>"), <ext> being an extension pixflow writes (.jpg .png .webp .gif .bmp
+/// .tif). What a folder source uses to leave out pixflow's own outputs when OUT is the input folder.
+/// @code
+/// is_thumbnail_name("aqua_thumbnail.jpg");          // true
+/// is_thumbnail_name("aqua_thumbnail_128x96-3.png"); // true
+/// is_thumbnail_name("aqua.jpg");                    // false
+/// @endcode
+bool is_thumbnail_name(std::string_view name);
 
 /// Hands out distinct names within one output folder, deterministically for a given order of claims: the
 /// first claim of a name gets it as is; later claims of the same name by other keys get "<stem>-2<ext>",
