@@ -592,6 +592,9 @@ class Worker {
 
   WorkerReport run() {
     const auto start = Clock::now();
+    // Held shared for the worker's whole life: other workers may share OUT, a local run may not.
+    auto output = OutputLock::acquire(options_.pipeline.out, OutputLock::Mode::shared);
+    if (!output) throw OutputFolderError(output.error().reason);
     main_.connect();  // the first connection must work: a wrong address fails fast
     ensure_group(main_, keys_);
     const double tick_s = std::clamp(options_.queue_config.claim_idle_s / 3, 0.05, 1.0);
@@ -762,6 +765,7 @@ class Worker {
     };
 
     PipelineOptions options = options_.pipeline;
+    options.output_lock = OutputLock::Mode::shared;
     options.on_item = [&](const ItemReport& item) {
       if (by_url.count(item.input) != 0) {
         std::lock_guard lock(mutex);
