@@ -40,6 +40,8 @@
 
 namespace pixflow::tasks {
 
+struct JsonError;  // json.hpp
+
 /// `/nodes/download/...`: the HTTP transfers (gallery images and URL-list entries).
 struct DownloadConfig {
   pixflow::Concurrency concurrency{32};  ///< transfers in flight at once (not threads)
@@ -129,10 +131,17 @@ class ConfigError : public std::runtime_error {
 /// sorts them), so the error reported is deterministic: the first one in that order.
 PipelineConfig parse_config(const nlohmann::json& document, PipelineConfig defaults = {});
 
-/// Reads and parses a JSON file onto `defaults`. Throws ConfigError with the file named: when it
-/// cannot be read ("cannot read: No such file or directory"), on a syntax error (with line and
-/// column), or for any error parse_config reports.
+/// Reads and parses a JSON file onto `defaults`, with read_json_file (json.hpp): at most 1 MiB is read
+/// (from a file, a pipe or a device), nesting is capped at 64 levels, and the file must hold exactly one
+/// JSON value. Throws ConfigError with the file named: when it cannot be read ("cannot read: No such
+/// file or directory"), is too large ("too large (more than 1 MiB)"), on a JSON-level error (with line,
+/// column and byte offset: "line 1, column 65: too deeply nested (more than 64 levels) at byte 64",
+/// "line 1, column 3: unexpected NUL byte at byte 2"), or for any error parse_config reports.
 PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig defaults = {});
+
+/// The ConfigError load_config throws for a file read_json_file refused: "cannot read: ..." and "too
+/// large (...)" as they are, JSON-level errors prefixed with "line L, column C: ".
+ConfigError config_file_error(const std::filesystem::path& file, const JsonError& error);
 
 /// Command-line values that override a config file (`--size`, `--format`, `--threads`); empty = keep.
 struct ConfigOverrides {
