@@ -40,7 +40,9 @@ TEST_CASE("an empty document gives the documented defaults", "[config]") {
   CHECK(c.download.per_host == 32);
   CHECK(c.download.connect_timeout_s == 10.0);
   CHECK(c.download.timeout_s == 120.0);
+  CHECK(c.download.header_timeout_s == 30.0);
   CHECK(c.download.stall_timeout_s == 30.0);
+  CHECK(c.download.min_speed_bytes_s == 1024);
   CHECK(c.download.max_bytes == 64u * 1024 * 1024);
   CHECK(c.download.max_redirects == 5);
   CHECK(c.download.retries == 3);
@@ -64,7 +66,8 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
     "nodes": {
       "fetch": {"concurrency": 4},
       "download": {"concurrency": 48, "per_host": 8, "connect_timeout_s": 2.5, "timeout_s": 60,
-                   "stall_timeout_s": 15, "max_bytes": 1048576, "max_redirects": 0,
+                   "header_timeout_s": 7.5, "stall_timeout_s": 15, "min_speed_bytes_s": 0,
+                   "max_bytes": 1048576, "max_redirects": 0,
                    "retries": 5, "backoff_s": 0.25, "max_retry_wait_s": 60, "rate_per_host": 2.5},
       "decode": {"concurrency": 2},
       "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128", "640x480"], "format": "webp",
@@ -79,7 +82,9 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
   CHECK(c.download.per_host == 8);
   CHECK(c.download.connect_timeout_s == 2.5);
   CHECK(c.download.timeout_s == 60.0);
+  CHECK(c.download.header_timeout_s == 7.5);
   CHECK(c.download.stall_timeout_s == 15.0);
+  CHECK(c.download.min_speed_bytes_s == 0);
   CHECK(c.download.max_bytes == 1048576);
   CHECK(c.download.max_redirects == 0);
   CHECK(c.download.retries == 5);
@@ -158,6 +163,16 @@ TEST_CASE("every kind of bad config names the JSON path at fault", "[config]") {
        "/nodes/download/connect_timeout_s: expected a number > 0, got 0"},
       {R"({"nodes":{"download":{"stall_timeout_s":null}}})", "/nodes/download/stall_timeout_s",
        "/nodes/download/stall_timeout_s: expected a number > 0, got null"},
+      {R"({"nodes":{"download":{"header_timeout_s":0}}})", "/nodes/download/header_timeout_s",
+       "/nodes/download/header_timeout_s: expected a number > 0, got 0"},
+      {R"({"nodes":{"download":{"header_timeout_s":"30s"}}})", "/nodes/download/header_timeout_s",
+       R"(/nodes/download/header_timeout_s: expected a number > 0, got "30s")"},
+      {R"({"nodes":{"download":{"min_speed_bytes_s":-1}}})", "/nodes/download/min_speed_bytes_s",
+       "/nodes/download/min_speed_bytes_s: expected an integer >= 0, got -1"},
+      {R"({"nodes":{"download":{"min_speed_bytes_s":0.5}}})", "/nodes/download/min_speed_bytes_s",
+       "/nodes/download/min_speed_bytes_s: expected an integer >= 0, got 0.5"},
+      {R"({"nodes":{"download":{"min_speed_bytes_s":2000000000000}}})", "/nodes/download/min_speed_bytes_s",
+       "/nodes/download/min_speed_bytes_s: expected an integer <= 1099511627776, got 2000000000000"},
       {R"({"nodes":{"download":{"max_redirects":-1}}})", "/nodes/download/max_redirects",
        "/nodes/download/max_redirects: expected an integer >= 0, got -1"},
       {R"({"nodes":{"download":{"max_bytes":"64M"}}})", "/nodes/download/max_bytes",

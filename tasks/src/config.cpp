@@ -174,7 +174,9 @@ void read_download(const json& value, const pointer& at, DownloadConfig& out) {
     {"per_host", [&](const json& v, const pointer& p) { out.per_host = read_integer(v, p, 1, kMaxConcurrency); }},
     {"connect_timeout_s", [&](const json& v, const pointer& p) { out.connect_timeout_s = read_seconds(v, p, false); }},
     {"timeout_s", [&](const json& v, const pointer& p) { out.timeout_s = read_seconds(v, p, false); }},
+    {"header_timeout_s", [&](const json& v, const pointer& p) { out.header_timeout_s = read_seconds(v, p, false); }},
     {"stall_timeout_s", [&](const json& v, const pointer& p) { out.stall_timeout_s = read_seconds(v, p, false); }},
+    {"min_speed_bytes_s", [&](const json& v, const pointer& p) { out.min_speed_bytes_s = read_integer(v, p, 0, kMaxBytes); }},
     {"max_bytes", [&](const json& v, const pointer& p) { out.max_bytes = read_integer(v, p, 1, kMaxBytes); }},
     {"max_redirects", [&](const json& v, const pointer& p) {
        out.max_redirects = static_cast<long>(read_integer(v, p, 0, static_cast<std::uint64_t>(kMaxRedirects)));
@@ -293,7 +295,9 @@ json to_json(const PipelineConfig& c) {
           {"per_host", d.per_host},
           {"connect_timeout_s", d.connect_timeout_s},
           {"timeout_s", d.timeout_s},
+          {"header_timeout_s", d.header_timeout_s},
           {"stall_timeout_s", d.stall_timeout_s},
+          {"min_speed_bytes_s", d.min_speed_bytes_s},
           {"max_bytes", d.max_bytes},
           {"max_redirects", d.max_redirects},
           {"retries", d.retries},
