@@ -217,7 +217,9 @@ HttpOptions http_options(const PipelineConfig& config) {
   options.per_host = d.per_host;
   options.connect_timeout_s = d.connect_timeout_s;
   options.timeout_s = d.timeout_s;
+  options.header_timeout_s = d.header_timeout_s;
   options.stall_timeout_s = d.stall_timeout_s;
+  options.min_speed_bytes_s = static_cast<double>(d.min_speed_bytes_s);
   options.max_bytes = d.max_bytes;
   options.max_redirects = d.max_redirects;
   options.retries = d.retries;
