@@ -50,6 +50,7 @@ TEST_CASE("an empty document gives the documented defaults", "[config]") {
   CHECK(c.download.max_retry_wait_s == 30.0);
   CHECK(c.download.rate_per_host == 0.0);
   CHECK(c.decode_concurrency.is_unlimited());
+  CHECK(c.decode_max_memory_mb == 512);
   CHECK(c.thumbnail.concurrency.is_unlimited());
   CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}});
   CHECK(c.thumbnail.format == ImageFormat::same);
@@ -69,7 +70,7 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
                    "header_timeout_s": 7.5, "stall_timeout_s": 15, "min_speed_bytes_s": 0,
                    "max_bytes": 1048576, "max_redirects": 0,
                    "retries": 5, "backoff_s": 0.25, "max_retry_wait_s": 60, "rate_per_host": 2.5},
-      "decode": {"concurrency": 2},
+      "decode": {"concurrency": 2, "max_memory_mb": 64},
       "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128", "640x480"], "format": "webp",
                     "jpeg_quality": 90, "webp_quality": 70, "png_compression": 9},
       "write": {"concurrency": "unlimited"}
@@ -92,6 +93,7 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
   CHECK(c.download.max_retry_wait_s == 60.0);
   CHECK(c.download.rate_per_host == 2.5);
   CHECK(c.decode_concurrency == Concurrency(2));
+  CHECK(c.decode_max_memory_mb == 64);
   CHECK(c.thumbnail.concurrency.is_unlimited());
   CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}, {640, 480}});
   CHECK(c.thumbnail.format == ImageFormat::webp);
@@ -149,6 +151,8 @@ TEST_CASE("every kind of bad config names the JSON path at fault", "[config]") {
       {R"({"timeout_s":"10s"})", "/timeout_s", R"(/timeout_s: expected a number >= 0, got "10s")"},
       {R"({"nodes":{"decode":{"concurrency":0}}})", "/nodes/decode/concurrency",
        R"(/nodes/decode/concurrency: expected an integer >= 1 or "unlimited", got 0)"},
+      {R"({"nodes":{"decode":{"max_memory_mb":8}}})", "/nodes/decode/max_memory_mb",
+       "/nodes/decode/max_memory_mb: expected an integer >= 16, got 8"},
       {R"({"nodes":{"fetch":{"concurrency":"lots"}}})", "/nodes/fetch/concurrency",
        R"(/nodes/fetch/concurrency: expected an integer >= 1 or "unlimited", got "lots")"},
       {R"({"nodes":{"write":{"concurrency":false}}})", "/nodes/write/concurrency",

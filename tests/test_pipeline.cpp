@@ -424,7 +424,8 @@ TEST_CASE("a URL list with bad entries reports each failure with its reason and 
   CHECK(by_reason.size() == 4);
 }
 
-TEST_CASE("a folder source makes thumbnails only and reports the GIF as unsupported", "[e2e][pipeline]") {
+TEST_CASE("a folder source makes thumbnails only, reports the GIF as unsupported and the README as skipped",
+          "[e2e][pipeline]") {
   TempDir out;
   PipelineOptions options;
   options.out = out.path();
@@ -432,11 +433,8 @@ TEST_CASE("a folder source makes thumbnails only and reports the GIF as unsuppor
   const fs::path dir = pixflow::test::fixtures_dir() / "photos";
   const PipelineReport report = run_pipeline(FolderSource{dir}, options);
 
-  std::vector<std::string> images;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string ext = entry.path().extension().string();
-    if (ext == ".jpg" || ext == ".png" || ext == ".webp" || ext == ".gif") images.push_back(entry.path().filename().string());
-  }
+  std::vector<std::string> images;  // every file of the folder is an item of the report
+  for (const auto& entry : fs::directory_iterator(dir)) images.push_back(entry.path().filename().string());
   std::sort(images.begin(), images.end());
   REQUIRE(report.items.size() == images.size());
   for (std::size_t i = 0; i < images.size(); ++i) {
@@ -444,6 +442,11 @@ TEST_CASE("a folder source makes thumbnails only and reports the GIF as unsuppor
     INFO(item.input);
     CHECK(item.is_path);
     CHECK(fs::path(item.input).filename().string() == images[i]);
+    if (images[i] == "README.md") {
+      CHECK(item.status == ItemStatus::skipped);
+      CHECK(item.reason == "unsupported file (.md)");
+      continue;
+    }
     if (images[i] == "animation.gif") {
       CHECK(item.status == ItemStatus::failed);
       CHECK(item.reason == "unsupported format (gif)");
@@ -459,7 +462,7 @@ TEST_CASE("a folder source makes thumbnails only and reports the GIF as unsuppor
   CHECK(files == outputs_of(report));
   for (const auto& name : images) CHECK(files.count(name) == 0);  // no originals
   CHECK(report.run.node("download") == nullptr);                  // nothing downloaded
-  CHECK(node(report, "write").items == images.size() - 1);
+  CHECK(node(report, "write").items == images.size() - 2);        // all but the GIF and the README
 }
 
 TEST_CASE("one worker thread and two give the same report and the same files", "[e2e][pipeline]") {

@@ -47,14 +47,9 @@ struct Listing {
 /// Lists the gallery page by page (albums given only by id expanded), links de-duplicated, non-images
 /// kept aside as skipped: what `pixflow gallery` would feed its graph, without downloading anything.
 Listing list_gallery(const GalleryQuery& query, const PipelineConfig& config) {
-  HttpOptions options;
-  options.max_in_flight = 2;
+  HttpOptions options = http_options(config);  // the same timeouts, caps and retries as a run
+  options.max_in_flight = 2;                    // one page at a time, one album behind it
   options.per_host = 2;
-  options.connect_timeout_s = config.download.connect_timeout_s;
-  options.timeout_s = config.download.timeout_s;
-  options.stall_timeout_s = config.download.stall_timeout_s;
-  options.max_bytes = config.download.max_bytes;
-  options.max_redirects = config.download.max_redirects;
   HttpClient http(options);
   const auto get = [&](const std::string& url) {
     std::promise<HttpResponse> done;

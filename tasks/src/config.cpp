@@ -233,7 +233,12 @@ PipelineConfig parse_config(const json& document, PipelineConfig defaults) {
        read_object(v, p, {
          concurrency_node("fetch", c.fetch_concurrency),
          {"download", [&](const json& d, const pointer& q) { read_download(d, q, c.download); }},
-         concurrency_node("decode", c.decode_concurrency),
+         {"decode", [&](const json& d, const pointer& q) {
+            read_object(d, q, {
+              {"concurrency", [&](const json& x, const pointer& r) { c.decode_concurrency = read_concurrency(x, r); }},
+              {"max_memory_mb", [&](const json& x, const pointer& r) { c.decode_max_memory_mb = read_integer(x, r, 16, 65536); }},
+            });
+          }},
          {"thumbnail", [&](const json& t, const pointer& q) { read_thumbnail(t, q, c.thumbnail); }},
          concurrency_node("write", c.write_concurrency),
        });
@@ -304,7 +309,7 @@ json to_json(const PipelineConfig& c) {
           {"backoff_s", d.backoff_s},
           {"max_retry_wait_s", d.max_retry_wait_s},
           {"rate_per_host", d.rate_per_host}}},
-        {"decode", {{"concurrency", concurrency_json(c.decode_concurrency)}}},
+        {"decode", {{"concurrency", concurrency_json(c.decode_concurrency)}, {"max_memory_mb", c.decode_max_memory_mb}}},
         {"thumbnail",
          {{"concurrency", concurrency_json(t.concurrency)},
           {"sizes", sizes},

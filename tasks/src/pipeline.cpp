@@ -20,7 +20,6 @@
 #include "pixflow/engine/graph.hpp"
 #include "pixflow/tasks/blocking_pool.hpp"
 #include "pixflow/tasks/decode.hpp"
-#include "pixflow/tasks/http.hpp"
 #include "pixflow/tasks/naming.hpp"
 #include "pixflow/tasks/output_lock.hpp"
 #include "pixflow/tasks/sources.hpp"
@@ -206,27 +205,6 @@ ImageFormat planned_format(std::string_view name, ImageFormat requested) {
   if (lower == ".jpg" || lower == ".jpeg") return ImageFormat::jpeg;
   if (lower == ".webp") return ImageFormat::webp;
   return ImageFormat::png;
-}
-
-HttpOptions http_options(const PipelineConfig& config) {
-  const auto& d = config.download;
-  HttpOptions options;
-  const std::size_t downloads = d.concurrency.is_unlimited() ? 256 : d.concurrency.limit();
-  const std::size_t pages = config.fetch_concurrency.is_unlimited() ? 16 : config.fetch_concurrency.limit();
-  options.max_in_flight = downloads + pages;
-  options.per_host = d.per_host;
-  options.connect_timeout_s = d.connect_timeout_s;
-  options.timeout_s = d.timeout_s;
-  options.header_timeout_s = d.header_timeout_s;
-  options.stall_timeout_s = d.stall_timeout_s;
-  options.min_speed_bytes_s = static_cast<double>(d.min_speed_bytes_s);
-  options.max_bytes = d.max_bytes;
-  options.max_redirects = d.max_redirects;
-  options.retries = d.retries;
-  options.backoff_s = d.backoff_s;
-  options.max_retry_wait_s = d.max_retry_wait_s;
-  options.rate_per_host = d.rate_per_host;
-  return options;
 }
 
 /// The disk pool's threads: one per write in flight (they mostly sleep in fsync).
@@ -590,7 +568,7 @@ class PipelineRun {
         fetched
             .compute("decode", config_.decode_concurrency,
                      [this](Fetched item) -> pixflow::Result<Decoded> {
-                       auto image = decode_image(item.bytes, box_);
+                       auto image = decode_image(item.bytes, box_, decode_limits_);
                        if (!image) return pixflow::Failure{image.error().reason};
                        // An original read back from OUT (resume) is not written again.
                        const bool write_original = options_.save_originals && !item.job.original_on_disk;
@@ -664,6 +642,7 @@ class PipelineRun {
   const std::filesystem::file_time_type started_on_disk_clock_ = std::filesystem::file_time_type::clock::now();
   const PipelineConfig& config_;
   const Size box_;
+  const DecodeLimits decode_limits_{.max_memory_bytes = config_.decode_max_memory_mb << 20};
   const bool several_sizes_;
   GalleryQuery query_;
   Ledger ledger_;
@@ -681,6 +660,27 @@ class PipelineRun {
 };
 
 }  // namespace
+
+HttpOptions http_options(const PipelineConfig& config) {
+  const auto& d = config.download;
+  HttpOptions options;
+  const std::size_t downloads = d.concurrency.is_unlimited() ? 256 : d.concurrency.limit();
+  const std::size_t pages = config.fetch_concurrency.is_unlimited() ? 16 : config.fetch_concurrency.limit();
+  options.max_in_flight = downloads + pages;
+  options.per_host = d.per_host;
+  options.connect_timeout_s = d.connect_timeout_s;
+  options.timeout_s = d.timeout_s;
+  options.header_timeout_s = d.header_timeout_s;
+  options.stall_timeout_s = d.stall_timeout_s;
+  options.min_speed_bytes_s = static_cast<double>(d.min_speed_bytes_s);
+  options.max_bytes = d.max_bytes;
+  options.max_redirects = d.max_redirects;
+  options.retries = d.retries;
+  options.backoff_s = d.backoff_s;
+  options.max_retry_wait_s = d.max_retry_wait_s;
+  options.rate_per_host = d.rate_per_host;
+  return options;
+}
 
 PipelineReport run_pipeline(const Source& source, const PipelineOptions& options) {
   // Creates OUT, proves it writable, keeps other runs out, and (when alone) removes the temporaries

@@ -11,7 +11,7 @@
 ///                          "header_timeout_s": 30, "stall_timeout_s": 30, "min_speed_bytes_s": 1024,
 ///                          "max_bytes": 67108864, "max_redirects": 5,
 ///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0},
-///            "decode":    {"concurrency": "unlimited"},
+///            "decode":    {"concurrency": "unlimited", "max_memory_mb": 512},
 ///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
 ///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3},
 ///            "write":     {"concurrency": 4}}}
@@ -88,6 +88,9 @@ struct PipelineConfig {
   pixflow::Concurrency fetch_concurrency{2};           ///< `/nodes/fetch/concurrency`: listing pages in flight
   DownloadConfig download;                             ///< `/nodes/download/...`
   pixflow::Concurrency decode_concurrency = pixflow::Concurrency::unlimited();  ///< `/nodes/decode/concurrency`
+  /// `/nodes/decode/max_memory_mb`: what one decode may allocate (decode.hpp's DecodeLimits), 16..65536;
+  /// a larger image is refused as "image too large (WxH)" before any pixel is decoded.
+  std::size_t decode_max_memory_mb = 512;
   ThumbnailConfig thumbnail;                           ///< `/nodes/thumbnail/...`
   pixflow::Concurrency write_concurrency{4};           ///< `/nodes/write/concurrency`
   friend bool operator==(const PipelineConfig&, const PipelineConfig&) = default;

@@ -33,6 +33,7 @@
 #include "pixflow/engine/result.hpp"
 #include "pixflow/engine/stats.hpp"
 #include "pixflow/tasks/config.hpp"
+#include "pixflow/tasks/http.hpp"
 #include "pixflow/tasks/image_types.hpp"
 #include "pixflow/tasks/imgur.hpp"
 #include "pixflow/tasks/output_lock.hpp"
@@ -112,6 +113,14 @@ struct PipelineOptions {
   std::function<void(const Progress&)> on_progress;
   double progress_interval_s = 0.5;
 };
+
+/// The HTTP client options a run uses for `config` (the one mapping of the config's download keys):
+/// transfers in flight for downloads plus listing pages, the per-host cap, timeouts, size cap, retries.
+///
+/// @code
+/// pixflow::tasks::HttpClient http(pixflow::tasks::http_options(config));
+/// @endcode
+HttpOptions http_options(const PipelineConfig& config);
 
 /// The output folder cannot be used: it cannot be created or locked (not a folder, read-only), or
 /// another run holds it. Thrown by run_pipeline before anything ran.
