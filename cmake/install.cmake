@@ -41,7 +41,7 @@ foreach(_pixflow_target IN ITEMS pixflow_engine pixflow_tasks)
       continue()  # build-only (warnings, sanitizers): not exported
     endif()
     string(REGEX REPLACE "^\\$<LINK_ONLY:(.*)>$" "\\1" _pixflow_lib "${_pixflow_lib}")
-    if(_pixflow_lib MATCHES "^(pixflow::|pixflow_|TBB::|CURL::|opencv_|nlohmann_json::)")
+    if(_pixflow_lib MATCHES "^(pixflow::|pixflow_|TBB::|CURL::|opencv_|nlohmann_json::|JPEG::|PNG::)")  # JPEG, PNG: pixflowConfig.cmake.in
       continue()
     elseif(_pixflow_lib STREQUAL "Threads::Threads")
       list(APPEND _pixflow_deps "find_dependency(Threads)")

@@ -6,9 +6,12 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "pixflow/tasks/output_lock.hpp"
 
 namespace pixflow::test {
 
@@ -45,6 +48,25 @@ inline std::vector<std::uint8_t> read_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path.string());
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// Every entry of folder `dir` by name (not recursive) but OUT's lock file, which every run leaves
+/// there (pixflow/tasks/output_lock.hpp): what a run wrote into OUT. Empty when `dir` does not exist.
+inline std::set<std::string> files_in(const std::filesystem::path& dir) {
+  std::set<std::string> names;
+  if (!std::filesystem::exists(dir)) return names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (name != pixflow::tasks::OutputLock::file_name) names.insert(std::move(name));
+  }
+  return names;
+}
+
+/// Writes `text` to `file` (created or truncated).
+inline void write_text(const std::filesystem::path& file, const std::string& text) {
+  std::ofstream out(file, std::ios::binary);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
 /// A fresh, empty folder under the system temp dir, removed with everything in it on destruction.

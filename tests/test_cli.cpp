@@ -47,11 +47,7 @@ std::string read_text(const fs::path& file) {
   return {bytes.begin(), bytes.end()};
 }
 
-void write_text(const fs::path& file, const std::string& text) {
-  std::ofstream out(file, std::ios::binary);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write " + file.string());
-}
+using pixflow::test::write_text;
 
 /// Runs the CLI with `args` (argv[1..]), stdin from `input` (or /dev/null), stdout and stderr captured
 /// through files in a scratch folder; environment variables named in `unset` are removed for the child.
@@ -136,12 +132,7 @@ int closed_port() {
   return ntohs(address.sin_port);
 }
 
-std::set<std::string> files_in(const fs::path& dir) {
-  std::set<std::string> names;
-  if (!fs::exists(dir)) return names;
-  for (const auto& entry : fs::directory_iterator(dir)) names.insert(entry.path().filename().string());
-  return names;
-}
+using pixflow::test::files_in;
 
 bool decodes(const fs::path& file) { return !cv::imread(file.string(), cv::IMREAD_UNCHANGED).empty(); }
 
@@ -393,6 +384,25 @@ TEST_CASE("pixflow rejects bad configs and options with exit 2, naming the JSON 
     CHECK(run.code == 2);
     CHECK_THAT(run.err, Catch::Contains("--threads"));
     CHECK_FALSE(fs::exists(dir / "out"));
+  }
+  SECTION("an --out that is a file is a usage error (2), not an unusable source (3)") {
+    write_text(dir / "a-file", "x");
+    const CliResult run = run_cli({"urls", list.string(), "--out", (dir / "a-file").string()});
+    CHECK(run.code == 2);
+    CHECK_THAT(run.err, Catch::Contains("--out") && Catch::Contains("a-file"));
+  }
+  SECTION("an --out on a read-only file system is refused before anything runs") {
+    // A read-only mount stops root too (file modes do not). Needs root and mount(2): skipped without.
+    fs::create_directories(dir / "ro");
+    const std::string mount = "mount -t tmpfs -o ro,size=1m tmpfs " + (dir / "ro").string() + " 2>/dev/null";
+    if (std::system(mount.c_str()) != 0) {
+      WARN("cannot mount a read-only tmpfs here (not root?): case skipped");
+    } else {
+      const CliResult run = run_cli({"urls", list.string(), "--out", (dir / "ro").string()});
+      CHECK(std::system(("umount " + (dir / "ro").string()).c_str()) == 0);
+      CHECK(run.code == 2);
+      CHECK_THAT(run.err, Catch::Contains("--out") && Catch::Contains("read-only file system"));
+    }
   }
   SECTION("a report in a folder that does not exist is refused before the run") {
     const CliResult run = run_cli({"urls", list.string(), "--report", (dir / "no-such-folder" / "r.json").string(),

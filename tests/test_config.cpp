@@ -2,8 +2,11 @@
 // path, the to_json round trip, and loading real files (syntax errors with line and column).
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "pixflow/tasks/config.hpp"
 #include "support.hpp"
@@ -37,7 +40,9 @@ TEST_CASE("an empty document gives the documented defaults", "[config]") {
   CHECK(c.download.per_host == 32);
   CHECK(c.download.connect_timeout_s == 10.0);
   CHECK(c.download.timeout_s == 120.0);
+  CHECK(c.download.header_timeout_s == 30.0);
   CHECK(c.download.stall_timeout_s == 30.0);
+  CHECK(c.download.min_speed_bytes_s == 1024);
   CHECK(c.download.max_bytes == 64u * 1024 * 1024);
   CHECK(c.download.max_redirects == 5);
   CHECK(c.download.retries == 3);
@@ -45,6 +50,7 @@ TEST_CASE("an empty document gives the documented defaults", "[config]") {
   CHECK(c.download.max_retry_wait_s == 30.0);
   CHECK(c.download.rate_per_host == 0.0);
   CHECK(c.decode_concurrency.is_unlimited());
+  CHECK(c.decode_max_memory_mb == 512);
   CHECK(c.thumbnail.concurrency.is_unlimited());
   CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}});
   CHECK(c.thumbnail.format == ImageFormat::same);
@@ -61,9 +67,10 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
     "nodes": {
       "fetch": {"concurrency": 4},
       "download": {"concurrency": 48, "per_host": 8, "connect_timeout_s": 2.5, "timeout_s": 60,
-                   "stall_timeout_s": 15, "max_bytes": 1048576, "max_redirects": 0,
+                   "header_timeout_s": 7.5, "stall_timeout_s": 15, "min_speed_bytes_s": 0,
+                   "max_bytes": 1048576, "max_redirects": 0,
                    "retries": 5, "backoff_s": 0.25, "max_retry_wait_s": 60, "rate_per_host": 2.5},
-      "decode": {"concurrency": 2},
+      "decode": {"concurrency": 2, "max_memory_mb": 64},
       "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128", "640x480"], "format": "webp",
                     "jpeg_quality": 90, "webp_quality": 70, "png_compression": 9},
       "write": {"concurrency": "unlimited"}
@@ -76,7 +83,9 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
   CHECK(c.download.per_host == 8);
   CHECK(c.download.connect_timeout_s == 2.5);
   CHECK(c.download.timeout_s == 60.0);
+  CHECK(c.download.header_timeout_s == 7.5);
   CHECK(c.download.stall_timeout_s == 15.0);
+  CHECK(c.download.min_speed_bytes_s == 0);
   CHECK(c.download.max_bytes == 1048576);
   CHECK(c.download.max_redirects == 0);
   CHECK(c.download.retries == 5);
@@ -84,6 +93,7 @@ TEST_CASE("the issue's document parses to the values it states", "[config]") {
   CHECK(c.download.max_retry_wait_s == 60.0);
   CHECK(c.download.rate_per_host == 2.5);
   CHECK(c.decode_concurrency == Concurrency(2));
+  CHECK(c.decode_max_memory_mb == 64);
   CHECK(c.thumbnail.concurrency.is_unlimited());
   CHECK(c.thumbnail.sizes == std::vector<Size>{{128, 128}, {640, 480}});
   CHECK(c.thumbnail.format == ImageFormat::webp);
@@ -141,6 +151,8 @@ TEST_CASE("every kind of bad config names the JSON path at fault", "[config]") {
       {R"({"timeout_s":"10s"})", "/timeout_s", R"(/timeout_s: expected a number >= 0, got "10s")"},
       {R"({"nodes":{"decode":{"concurrency":0}}})", "/nodes/decode/concurrency",
        R"(/nodes/decode/concurrency: expected an integer >= 1 or "unlimited", got 0)"},
+      {R"({"nodes":{"decode":{"max_memory_mb":8}}})", "/nodes/decode/max_memory_mb",
+       "/nodes/decode/max_memory_mb: expected an integer >= 16, got 8"},
       {R"({"nodes":{"fetch":{"concurrency":"lots"}}})", "/nodes/fetch/concurrency",
        R"(/nodes/fetch/concurrency: expected an integer >= 1 or "unlimited", got "lots")"},
       {R"({"nodes":{"write":{"concurrency":false}}})", "/nodes/write/concurrency",
@@ -155,6 +167,16 @@ TEST_CASE("every kind of bad config names the JSON path at fault", "[config]") {
        "/nodes/download/connect_timeout_s: expected a number > 0, got 0"},
       {R"({"nodes":{"download":{"stall_timeout_s":null}}})", "/nodes/download/stall_timeout_s",
        "/nodes/download/stall_timeout_s: expected a number > 0, got null"},
+      {R"({"nodes":{"download":{"header_timeout_s":0}}})", "/nodes/download/header_timeout_s",
+       "/nodes/download/header_timeout_s: expected a number > 0, got 0"},
+      {R"({"nodes":{"download":{"header_timeout_s":"30s"}}})", "/nodes/download/header_timeout_s",
+       R"(/nodes/download/header_timeout_s: expected a number > 0, got "30s")"},
+      {R"({"nodes":{"download":{"min_speed_bytes_s":-1}}})", "/nodes/download/min_speed_bytes_s",
+       "/nodes/download/min_speed_bytes_s: expected an integer >= 0, got -1"},
+      {R"({"nodes":{"download":{"min_speed_bytes_s":0.5}}})", "/nodes/download/min_speed_bytes_s",
+       "/nodes/download/min_speed_bytes_s: expected an integer >= 0, got 0.5"},
+      {R"({"nodes":{"download":{"min_speed_bytes_s":2000000000000}}})", "/nodes/download/min_speed_bytes_s",
+       "/nodes/download/min_speed_bytes_s: expected an integer <= 1099511627776, got 2000000000000"},
       {R"({"nodes":{"download":{"max_redirects":-1}}})", "/nodes/download/max_redirects",
        "/nodes/download/max_redirects: expected an integer >= 0, got -1"},
       {R"({"nodes":{"download":{"max_bytes":"64M"}}})", "/nodes/download/max_bytes",
@@ -375,4 +397,81 @@ TEST_CASE("command-line overrides replace the file's values and name the option 
     CHECK(std::string(e.what()) == "--size: expected WxH with both > 0, got \"12x\"");
   }
   CHECK_THROWS_AS(apply_overrides(file, pixflow::tasks::ConfigOverrides{{}, "tiff", std::nullopt}), ConfigError);
+}
+
+namespace {
+
+/// load_config's what() for `text` written to a file (the file name cut off), or "" when it loads.
+std::string load_error(const pixflow::test::TempDir& dir, const std::string& text) {
+  const auto file = dir / "hostile.json";
+  write_file(file, text);
+  try {
+    (void)load_config(file);
+    return "";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    CHECK(e.file() == file);
+    return what.substr(file.string().size() + 2);
+  }
+}
+
+}  // namespace
+
+// 100,000 nested '[' took the process down with SIGSEGV: nlohmann parses and destroys them iteratively,
+// but the error message's dump() of the offending value recursed once per level.
+TEST_CASE("load_config refuses deep nesting, oversized files and trailing data with a clear error", "[config]") {
+  pixflow::test::TempDir dir;
+  const std::string open(100'000, '[');
+  const std::string closed = open + std::string(100'000, ']');
+
+  SECTION("100,000 nested brackets in the root, in threads and in sizes") {
+    CHECK(load_error(dir, closed) == "line 1, column 65: too deeply nested (more than 64 levels) at byte 64");
+    CHECK(load_error(dir, open) == "line 1, column 65: too deeply nested (more than 64 levels) at byte 64");
+    CHECK(load_error(dir, R"({"threads":)" + closed + "}") ==
+          "line 1, column 75: too deeply nested (more than 64 levels) at byte 74");
+    CHECK(load_error(dir, "{\n \"nodes\": {\"thumbnail\": {\"sizes\": " + closed + "}}}") ==
+          "line 2, column 96: too deeply nested (more than 64 levels) at byte 97");
+  }
+  SECTION("64 levels parse (and fail as a config, by path)") {
+    const std::string deep = R"({"threads":)" + std::string(63, '[') + std::string(63, ']') + "}";
+    CHECK(load_error(dir, deep).rfind("/threads: expected an integer >= 0, got [[[[", 0) == 0);
+  }
+  SECTION("more than 1 MiB, and /dev/zero") {
+    CHECK(load_error(dir, "{}" + std::string((1u << 20) - 2, ' ')).empty());  // exactly the cap is fine
+    CHECK(load_error(dir, "{}" + std::string((1u << 20) - 1, ' ')) == "too large (more than 1 MiB)");
+    CHECK_THROWS_WITH(load_config("/dev/zero"), "/dev/zero: too large (more than 1 MiB)");
+  }
+  SECTION("a NUL and garbage, a second document, trailing text") {
+    CHECK(load_error(dir, std::string("{}\0garbage", 10)) == "line 1, column 3: unexpected NUL byte at byte 2");
+    CHECK(load_error(dir, std::string("{\"threads\": 2}\n\0", 16)) == "line 2, column 1: unexpected NUL byte at byte 15");
+    CHECK(load_error(dir, "{\"threads\": 2}\n{\"threads\": 3}\n") ==
+          "line 2, column 1: unexpected data after the JSON value at byte 15");
+    CHECK(load_error(dir, "{} x") == "line 1, column 4: unexpected data after the JSON value at byte 3");
+    CHECK(load_error(dir, std::string("{\"threads\": \"a\0\"}", 17)) == "line 1, column 15: unexpected NUL byte at byte 14");
+    CHECK(load_error(dir, "{}\n  \r\n\t").empty());  // trailing whitespace is fine
+  }
+}
+
+TEST_CASE("load_config reads a pipe (a FIFO, as from <(echo ...))", "[config]") {
+  pixflow::test::TempDir dir;
+  const auto fifo = dir / "config.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::thread writer([&] { write_file(fifo, R"({"threads": 3})"); });
+  PipelineConfig c;
+  CHECK_NOTHROW(c = load_config(fifo));
+  writer.join();
+  CHECK(c.threads == 3);
+}
+
+TEST_CASE("parse_config names a 100,000-level value without recursing", "[config]") {
+  // A document a caller built (nlohmann parses and destroys this iteratively): the message shows a prefix.
+  const std::string text = R"({"threads":)" + std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  const json document = json::parse(text);
+  CHECK_THROWS_WITH(parse_config(document),
+                    "/threads: expected an integer >= 0, got " + std::string(60, '[') + "...");
+  CHECK_THROWS_WITH(parse_config(json::parse(std::string(100'000, '[') + std::string(100'000, ']'))),
+                    "(root): expected an object, got " + std::string(60, '[') + "...");
+  // Short values are shown whole, nested ones too.
+  CHECK_THROWS_WITH(parse_config(json::parse(R"({"threads":[[1,{"a":[]}],{}]})")),
+                    R"(/threads: expected an integer >= 0, got [[1,{"a":[]}],{}])");
 }

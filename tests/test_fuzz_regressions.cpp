@@ -1,6 +1,8 @@
 // Every input under tests/fuzz/regressions (crashes the fuzzers found, kept once fixed) and
 // tests/fuzz/corpus (the fuzzers' seeds) through both fuzzed parsers, in the normal suite: each must give
 // a value or an error, never crash. The same checks as tests/fuzz/fuzz_listing.cpp and fuzz_config.cpp.
+// The regressions and the sample photos (fuzz_decode's seeds) also go through decode_image, as
+// tests/fuzz/fuzz_decode.cpp does.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pixflow/tasks/config.hpp"
+#include "pixflow/tasks/decode.hpp"
 #include "pixflow/tasks/imgur.hpp"
 #include "support.hpp"
 
@@ -113,4 +116,26 @@ TEST_CASE("fuzz regressions: inputs that once crashed a parser give a value or a
   const std::vector<fs::path> files = inputs("regressions");
   REQUIRE_FALSE(files.empty());
   check_files(files);
+}
+
+TEST_CASE("fuzz regressions and seeds: decode_image returns pixels or a reason", "[fuzz][decode]") {
+  std::vector<fs::path> files = inputs("regressions");
+  const fs::path photos = pixflow::test::fixtures_dir() / "photos";
+  for (const auto& entry : fs::directory_iterator(photos))
+    if (entry.is_regular_file() && entry.path().extension() != ".md") files.push_back(entry.path());
+  std::size_t decoded_count = 0;
+  for (const auto& file : files) {
+    INFO(file.string());
+    const auto bytes = pixflow::test::read_bytes(file);
+    const auto decoded = pixflow::tasks::decode_image(bytes, pixflow::tasks::Size{64, 64},
+                                                      pixflow::tasks::DecodeLimits{std::size_t{64} << 20});
+    if (decoded) {
+      ++decoded_count;
+      CHECK(decoded->pixels.depth() == CV_8U);
+      CHECK((decoded->pixels.channels() == 3 || decoded->pixels.channels() == 4));
+    } else {
+      CHECK_FALSE(decoded.error().reason.empty());
+    }
+  }
+  CHECK(decoded_count >= 8);  // the sample photos but the GIF
 }

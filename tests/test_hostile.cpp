@@ -299,6 +299,45 @@ TEST_CASE("hostile: a body that stalls halfway", "[hostile]") {
   run.check_summary();
 }
 
+// A server that accepts and never answers used to hold each attempt for the whole timeout_s (the stall
+// timer started with the first response byte), and a body of one byte a second never stalled: both ran
+// to timeout_s, 120 s x 4 attempts with the defaults. Now the header timeout and the minimum speed end
+// each attempt after a second or two here, with reasons of their own, and they are retried like a stall.
+TEST_CASE("hostile: a server that never answers, and one that trickles a byte a second", "[hostile]") {
+  const std::string base = hostile::run_prefix();
+  const std::string mute = base + "/mute/mute-aqua.jpg";          // reads the request, then silence
+  const std::string trickle = base + "/trickle/trickle-dune.jpg";  // headers, then 1 byte/s
+  const std::string good = base + "/photos/tiny.jpg";
+  // kRetryConfig (2 retries, timeout_s 8) with a 1 s header timeout; min_speed_bytes_s stays 1024. The
+  // speed window (stall_timeout_s) is 2 s: with 1 s, a byte a second would race the stall check.
+  const std::string config =
+      R"({"nodes":{"download":{"retries":2,"backoff_s":0.05,"max_retry_wait_s":2,"connect_timeout_s":2,)"
+      R"("header_timeout_s":1,"stall_timeout_s":2,"timeout_s":8,"max_bytes":10000000,"max_redirects":3}}})";
+
+  Run run;
+  run.urls({mute, trickle, good}, config);
+  const json stats = hostile::stats(base);
+  INFO("stderr:\n" << run.stderr_text << "\nserver: " << stats.dump());
+  CHECK(run.exit_code == 1);
+  REQUIRE(run.report.at("items").size() == 3);
+  expect(run, mute, "failed", "no response (header timeout 1 s)");
+  expect(run, trickle, "failed", "too slow (under 1024 B/s for 2 s)");
+  for (const std::string& url : {mute, trickle}) {
+    INFO(url);
+    CHECK(attempts(run, url) == 3);
+    CHECK(hostile::count_of(stats, "requests", url) == 3);
+    CHECK(hostile::count_of(stats, "completed", url) == 0);
+    // Each attempt ends after ~1 s (no response) or one to two windows of 2 s (too slow), before timeout_s.
+    for (double gap : gaps(stats, url)) CHECK(gap < 6.0);
+    CHECK(run.item(url).at("outputs").empty());
+  }
+  expect(run, good, "ok");
+  CHECK(original_of(run, good, pixflow::test::photo("tiny.jpg")) == "tiny.jpg");
+  run.check_files();
+  run.check_outputs_decode();
+  run.check_summary();
+}
+
 TEST_CASE("hostile: 200 answers whose body is not an image", "[hostile]") {
   const std::string base = hostile::run_prefix();
   const std::string html = base + "/html/page.jpg";

@@ -394,6 +394,46 @@ TEST_CASE("HttpClient: timeouts", "[http]") {
     CHECK(r.status == 200);
     CHECK(r.seconds < 4);
   }
+  SECTION("a server that accepts and never answers: the header timeout, not timeout_s") {
+    RawServer server("", 5000ms);  // reads the request, sends nothing, holds the connection 5 s
+    HttpClient client({.timeout_s = 20, .header_timeout_s = 1, .stall_timeout_s = 10, .retries = 0});
+    HttpResponse r = fetch(client, server.url("/mute"));
+    CHECK(r.error == "no response (header timeout 1 s)");
+    CHECK(r.status == 0);
+    CHECK(r.attempts == 1);
+    CHECK(r.seconds < 4);
+  }
+  SECTION("headers that never end count as no response, even after a first line") {
+    RawServer server("HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n", 5000ms);
+    HttpClient client({.timeout_s = 20, .header_timeout_s = 1, .stall_timeout_s = 10, .retries = 0});
+    HttpResponse r = fetch(client, server.url("/half-head"));
+    CHECK(r.error == "no response (header timeout 1 s)");
+    CHECK(r.seconds < 4);
+  }
+  SECTION("no response is retried like a stall") {
+    RawServer server("", 3000ms);
+    HttpClient client({.timeout_s = 20, .header_timeout_s = 0.5, .retries = 1, .backoff_s = 0.01});
+    HttpResponse r = fetch(client, server.url("/mute"));
+    CHECK(r.error == "no response (header timeout 0.5 s)");
+    CHECK(r.attempts == 2);
+  }
+  SECTION("a body slower than min_speed_bytes_s over a stall_timeout_s window") {
+    // nginx's /slow/ sends 20 kB bursts once a second (gaps of ~1.0 s, so no stall_timeout_s of 1 here):
+    // under 100 kB/s, although the bytes never stop for long.
+    HttpClient client({.timeout_s = 20, .stall_timeout_s = 2, .min_speed_bytes_s = 100'000, .retries = 0});
+    HttpResponse r = fetch(client, pixflow::test::server_url() + "/slow/dune.jpg");  // ~9 s at 20 kB/s
+    INFO(r.error);
+    CHECK(r.error == "too slow (under 100000 B/s for 2 s)");
+    CHECK(r.status == 200);
+    CHECK(r.seconds < 6);  // one to two windows, far from the ~9 s the body would take
+  }
+  SECTION("the default minimum speed passes a slow but real link") {
+    HttpClient client({.timeout_s = 20, .stall_timeout_s = 2, .retries = 0});
+    HttpResponse r = fetch(client, pixflow::test::server_url() + "/slow/dune.jpg");  // 4 windows at 20 kB/s
+    INFO(r.error);
+    CHECK(r.error.empty());
+    CHECK(r.ok());
+  }
   SECTION("time spent waiting in the client's queue does not count") {
     // Two ~2 s transfers, one at a time: the second finishes ~4 s after submit, its own transfer takes ~2 s.
     HttpClient client({.max_in_flight = 1, .timeout_s = 3});
@@ -568,6 +608,8 @@ TEST_CASE("HttpClient: options are validated and kept", "[http]") {
   CHECK_THROWS_AS(HttpClient({.per_host = 0}), std::invalid_argument);
   CHECK_THROWS_AS(HttpClient({.retries = -1}), std::invalid_argument);
   CHECK_THROWS_AS(HttpClient({.backoff_s = -0.5}), std::invalid_argument);
+  CHECK_THROWS_AS(HttpClient({.header_timeout_s = -1}), std::invalid_argument);
+  CHECK_THROWS_AS(HttpClient({.min_speed_bytes_s = std::numeric_limits<double>::infinity()}), std::invalid_argument);
   CHECK_THROWS_AS(HttpClient({.max_retry_wait_s = std::numeric_limits<double>::quiet_NaN()}), std::invalid_argument);
   CHECK_THROWS_AS(HttpClient({.rate_per_host = -1}), std::invalid_argument);
   CHECK_THROWS_AS(HttpClient({.rate_per_host = std::numeric_limits<double>::infinity()}), std::invalid_argument);

@@ -3,8 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "pixflow/tasks/imgur.hpp"
@@ -150,7 +152,42 @@ TEST_CASE("listing errors are values with short reasons", "[imgur]") {
     const auto page = parse_gallery_page(R"({"data":[{"link":"https:\/\/i.imgur.com\/a.jpg"})");
     REQUIRE_FALSE(page);
     INFO(page.error().reason);
-    CHECK(page.error().reason.rfind("malformed listing: parse error at line 1, column ", 0) == 0);
+    CHECK(page.error().reason ==
+          "malformed listing: syntax error while parsing array - unexpected end of input; expected ']' at byte 48");
+  }
+  SECTION("100,000 nested brackets (in the root, in data, in an image) fail at the 65th, not the stack") {
+    const std::string deep(100'000, '[');
+    const std::string closed = deep + std::string(100'000, ']');
+    for (const auto& [text, offset] :
+         std::vector<std::pair<std::string, std::size_t>>{{deep, 64},
+                                                          {closed, 64},
+                                                          {R"({"data":)" + closed + "}", 8 + 63},
+                                                          {R"({"data":[{"link":"x","tags":)" + closed + "}]}", 28 + 61}}) {
+      INFO(text.substr(0, 40));
+      const auto page = parse_gallery_page(text);
+      REQUIRE_FALSE(page);
+      CHECK(page.error().reason ==
+            "malformed listing: too deeply nested (more than 64 levels) at byte " + std::to_string(offset));
+      const auto album = parse_album_images(text);
+      REQUIRE_FALSE(album);
+      CHECK(album.error().reason == page.error().reason);
+    }
+  }
+  SECTION("64 levels are fine") {
+    const std::string text = R"({"data":)" + std::string(63, '[') + std::string(63, ']') + "}";
+    const auto page = parse_gallery_page(text);
+    REQUIRE(page);
+    CHECK(page->images.empty());
+  }
+  SECTION("a second document, trailing garbage or a NUL after the page") {
+    const std::string good = R"({"data":[],"success":true,"status":200})";
+    CHECK(parse_gallery_page(good + " \n"));
+    for (const std::string& text : {good + good, good + "x", good + std::string(1, '\0') + "garbage"}) {
+      const auto page = parse_gallery_page(text);
+      REQUIRE_FALSE(page);
+      CHECK(page.error().reason.rfind("malformed listing: unexpected ", 0) == 0);
+      CHECK(page.error().reason.ends_with(" at byte " + std::to_string(good.size())));
+    }
   }
   SECTION("an html error page") {
     const auto page = parse_gallery_page("<html><body>502 Bad Gateway</body></html>");

@@ -279,6 +279,13 @@ TEST_CASE("the /redis config keys are read from the same file as the pipeline's"
     CHECK(e.file() == dir / "bad.json");
   }
   CHECK_THROWS_AS(load_worker_config(dir / "missing.json"), ConfigError);
+
+  // The worker reads its config through the same bounded reader as a local run.
+  std::ofstream(dir / "deep.json") << R"({"redis": )" << std::string(100'000, '[') << std::string(100'000, ']') << "}";
+  CHECK_THROWS_WITH(load_worker_config(dir / "deep.json"), Catch::Contains("too deeply nested (more than 64 levels)"));
+  std::ofstream(dir / "nul.json") << std::string("{}\0garbage", 10);
+  CHECK_THROWS_WITH(load_worker_config(dir / "nul.json"), Catch::Contains("unexpected NUL byte at byte 2"));
+  CHECK_THROWS_WITH(load_worker_config("/dev/zero"), Catch::Contains("too large (more than 1 MiB)"));
 }
 
 TEST_CASE("enqueue adds each URL once and status counts it", "[queue][redis]") {

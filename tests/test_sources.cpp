@@ -2,8 +2,17 @@
 // filters, errors), on real files in a scratch folder.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
+#include <thread>
+#include <utility>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -130,5 +139,150 @@ TEST_CASE("read_file returns a file's exact bytes, and a missing file is a clear
 
   const auto missing = read_file(dir.path() / "missing.jpg");
   REQUIRE_FALSE(missing);
-  CHECK(missing.error().reason == "cannot read file");
+  CHECK(missing.error().reason == "cannot read file: no such file or directory");  // no path: reasons group
+  CHECK(missing.error().detail == (dir.path() / "missing.jpg").string());
+}
+
+namespace {
+
+/// Runs `body` in a child process and reports whether it finished, successfully, within `seconds` (a
+/// child that blocks, e.g. opening a FIFO, is killed: the test fails instead of hanging).
+template <class F>
+bool finishes_within(double seconds, F body) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    body();
+    ::_exit(0);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  int status = 0;
+  while (::waitpid(child, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, &status, 0);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("read_file never opens a FIFO or a device as a file, and caps the size", "[sources]") {
+  pixflow::test::TempDir dir;
+  REQUIRE(::mkfifo((dir / "pipe.jpg").c_str(), 0600) == 0);
+  fs::create_symlink(dir / "pipe.jpg", dir / "link-to-pipe.jpg");
+  // In a child, bounded: on main, opening the FIFO blocked for ever.
+  CHECK(finishes_within(10, [&] {
+    const auto fifo = read_file(dir / "pipe.jpg");
+    const auto link = read_file(dir / "link-to-pipe.jpg");
+    const auto device = read_file("/dev/zero");
+    const bool ok = !fifo && fifo.error().reason == "not a regular file" && !link &&
+                    link.error().reason == "not a regular file" && !device &&
+                    device.error().reason == "not a regular file";
+    if (!ok) ::_exit(1);
+  }));
+  const auto folder = read_file(dir.path());
+  REQUIRE_FALSE(folder);
+  CHECK(folder.error().reason == "not a regular file");
+
+  write_file(dir / "big.jpg", std::string(1000, 'x'));
+  CHECK(read_file(dir / "big.jpg", 1000).has_value());
+  const auto big = read_file(dir / "big.jpg", 999);
+  REQUIRE_FALSE(big);
+  CHECK(big.error().reason == "too large (> 999 bytes)");
+  CHECK(big.error().detail == (dir / "big.jpg").string());
+  // A file whose size says 0 but that has content (procfs) is read to its end, within the cap.
+  const auto proc = read_file("/proc/self/status");
+  REQUIRE(proc);
+  CHECK(proc->size() > 0);
+  const auto capped = read_file("/proc/self/status", 10);
+  REQUIRE_FALSE(capped);
+  CHECK(capped.error().reason == "too large (> 10 bytes)");
+}
+
+namespace {
+
+using Scanned = std::vector<std::pair<std::string, std::string>>;  // name, skip reason
+
+Scanned scanned(const fs::path& dir, const fs::path& out = {}) {
+  const auto entries = scan_image_folder(dir, out);
+  if (!entries) throw std::runtime_error(entries.error().reason);
+  Scanned result;
+  for (const auto& entry : *entries) {
+    CHECK(entry.path.parent_path() == dir);
+    result.emplace_back(entry.path.filename().string(), entry.skip_reason);
+  }
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("scan_image_folder reports every file it does not take, with its reason", "[sources]") {
+  pixflow::test::TempDir dir;
+  for (const char* name : {"b.jpg", "photo.heic", "drawing.svg", "notes.txt", ".hidden.jpg", ".pixflow-tmp-1-b.jpg",
+                           ".pixflow.lock"})
+    write_file(dir / name, "not really an image");
+  const auto jpeg = pixflow::test::read_bytes(pixflow::test::photo("tiny.jpg"));
+  write_file(dir / "noext", std::string(jpeg.begin(), jpeg.end()));  // a JPEG, told by its magic bytes
+  write_file(dir / "IMG_0001.jpg_large", std::string(jpeg.begin(), jpeg.end()));
+  write_file(dir / "plain", "hello");
+  write_file(dir / "empty", "");
+  fs::create_directory(dir / "sub.jpg");                                   // folders are not inputs
+  fs::create_symlink(pixflow::test::photo("tiny.jpg"), dir / "link.jpg");  // a link to a photo is taken
+  fs::create_symlink(dir / "nowhere.jpg", dir / "dangling.jpg");
+  fs::create_symlink(dir / "loop", dir / "loop");
+  fs::create_symlink(dir / "sub.jpg", dir / "folder-link.jpg");
+  REQUIRE(::mkfifo((dir / "fifo.jpg").c_str(), 0600) == 0);
+  REQUIRE(::mkfifo((dir / "fifo-noext").c_str(), 0600) == 0);
+  fs::create_symlink(dir / "fifo.jpg", dir / "link-to-fifo.png");
+
+  // Bounded: nothing may open the FIFOs (a blocking open would hang the scan).
+  CHECK(finishes_within(10, [&] { (void)scan_image_folder(dir.path()); }));
+  const Scanned expected = {
+      {"IMG_0001.jpg_large", ""},
+      {"b.jpg", ""},
+      {"dangling.jpg", "dangling symlink"},
+      {"drawing.svg", "unsupported file (.svg)"},
+      {"empty", "unsupported file (no extension)"},
+      {"fifo-noext", "not a regular file"},
+      {"fifo.jpg", "not a regular file"},
+      {"link-to-fifo.png", "not a regular file"},
+      {"link.jpg", ""},
+      {"loop", "dangling symlink"},
+      {"noext", ""},
+      {"notes.txt", "unsupported file (.txt)"},
+      {"photo.heic", "unsupported file (.heic)"},
+      {"plain", "unsupported file (no extension)"},
+  };
+  CHECK(scanned(dir.path()) == expected);
+
+  const auto taken = list_image_folder(dir.path());
+  REQUIRE(taken);
+  CHECK(names(*taken) == std::vector<std::string>{"IMG_0001.jpg_large", "b.jpg", "link.jpg", "noext"});
+}
+
+TEST_CASE("scan_image_folder leaves out pixflow's own thumbnails when OUT is the input folder", "[sources]") {
+  pixflow::test::TempDir dir;
+  for (const char* name : {"a.jpg", "a_thumbnail.jpg", "a_thumbnail-2.jpg", "a_thumbnail_64x64.png",
+                           "beach_thumbnail_x.jpg"})
+    write_file(dir / name, "x");
+  // OUT elsewhere: the same files are ordinary inputs.
+  CHECK(scanned(dir.path(), dir / "elsewhere") == Scanned{{"a.jpg", ""},
+                                                         {"a_thumbnail-2.jpg", ""},
+                                                         {"a_thumbnail.jpg", ""},
+                                                         {"a_thumbnail_64x64.png", ""},
+                                                         {"beach_thumbnail_x.jpg", ""}});
+  const Scanned same = {{"a.jpg", ""},
+                        {"a_thumbnail-2.jpg", "pixflow output"},
+                        {"a_thumbnail.jpg", "pixflow output"},
+                        {"a_thumbnail_64x64.png", "pixflow output"},
+                        {"beach_thumbnail_x.jpg", ""}};
+  CHECK(scanned(dir.path(), dir.path()) == same);
+  // The same folder spelled another way (a trailing "/.", a symlink to it) is still the same folder.
+  CHECK(scanned(dir.path(), dir.path() / ".") == same);
+  pixflow::test::TempDir other;
+  fs::create_symlink(dir.path(), other / "alias");
+  CHECK(scanned(dir.path(), other / "alias") == same);
 }

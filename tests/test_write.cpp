@@ -2,16 +2,19 @@
 // clean failures, stale temporaries.
 #include <catch2/catch.hpp>
 
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -99,15 +102,15 @@ TEST_CASE("write_file_atomically fails cleanly where it cannot write", "[write]"
   SECTION("a folder that does not exist") {
     const auto result = write_file_atomically(dir / "missing", "a.jpg", bytes);
     REQUIRE_FALSE(result.has_value());
-    CHECK(result.error().reason.starts_with("cannot write "));
-    CHECK(result.error().reason.find("no such file or directory") != std::string::npos);
+    CHECK(result.error().reason == "cannot write: no such file or directory");  // no path: reasons group
+    CHECK(result.error().detail == (dir / "missing" / "a.jpg").string());
     CHECK_FALSE(fs::exists(dir / "missing"));
   }
   SECTION("a folder that is a file") {
     std::ofstream(dir / "plain") << "x";
     const auto result = write_file_atomically(dir / "plain", "a.jpg", bytes);
     REQUIRE_FALSE(result.has_value());
-    CHECK(result.error().reason.starts_with("cannot write "));
+    CHECK(result.error().reason == "cannot write: not a directory");
   }
   SECTION("a read-only folder") {
     fs::path readonly = dir / "readonly";
@@ -119,7 +122,9 @@ TEST_CASE("write_file_atomically fails cleanly where it cannot write", "[write]"
     }
     const auto result = write_file_atomically(readonly, "a.jpg", bytes);
     REQUIRE_FALSE(result.has_value());
-    CHECK(result.error().reason.starts_with("cannot write "));
+    CHECK(result.error().reason.starts_with("cannot write: "));
+    CHECK(result.error().reason.find(readonly.string()) == std::string::npos);
+    CHECK(result.error().detail == (readonly / "a.jpg").string());
     CHECK_FALSE(fs::exists(readonly / "a.jpg"));
     if (readonly != "/proc/self") fs::permissions(readonly, fs::perms::owner_all);
   }
@@ -127,7 +132,7 @@ TEST_CASE("write_file_atomically fails cleanly where it cannot write", "[write]"
     fs::create_directories(dir / "taken.jpg");
     const auto result = write_file_atomically(dir.path(), "taken.jpg", bytes);
     REQUIRE_FALSE(result.has_value());
-    CHECK(result.error().reason.starts_with("cannot write "));
+    CHECK(result.error().reason == "cannot write: name taken by a folder");
     CHECK(fs::is_directory(dir / "taken.jpg"));
     CHECK_FALSE(has_temporary(dir.path()));
   }
@@ -188,4 +193,129 @@ TEST_CASE("remove_stale_temporaries removes only leftover temporaries", "[write]
   CHECK(names_in(dir.path()) == std::vector<std::string>{".pixflow-other", mine, ".pixflow-tmp-folder", "keep.jpg"});
   CHECK(remove_stale_temporaries(dir.path()) == 0);
   CHECK(remove_stale_temporaries(dir / "missing") == 0);
+}
+
+TEST_CASE("a full disk is one failure reason for 2,000 files, the path in the detail", "[write]") {
+  // A real full filesystem: a 64 KiB tmpfs mounted in a private mount namespace of a child process
+  // (a user namespace too when not root), so nothing outlives the test. Exit code 77: not possible here.
+  const TempDir dir;
+  const fs::path mount_point = dir / "full";
+  fs::create_directories(mount_point);
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    const bool root = ::geteuid() == 0;
+    const std::string uid_map = "0 " + std::to_string(::geteuid()) + " 1";
+    const std::string gid_map = "0 " + std::to_string(::getegid()) + " 1";
+    if (::unshare(CLONE_NEWNS | (root ? 0 : CLONE_NEWUSER)) != 0) ::_exit(77);
+    if (!root) {  // be root in the new user namespace, so the tmpfs is ours
+      std::ofstream("/proc/self/setgroups") << "deny";
+      std::ofstream("/proc/self/uid_map") << uid_map;
+      std::ofstream("/proc/self/gid_map") << gid_map;
+    }
+    if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=64k") != 0)
+      ::_exit(77);
+    const auto bytes = pattern(4096, 5);
+    std::set<std::string> reasons;
+    int failed = 0;
+    bool detail_ok = true;
+    for (int i = 0; i < 2000; ++i) {
+      const std::string name = "item" + std::to_string(i) + ".jpg";
+      const auto result = write_file_atomically(mount_point, name, bytes);
+      if (result) continue;
+      ++failed;
+      reasons.insert(result.error().reason);
+      detail_ok = detail_ok && result.error().detail == (mount_point / name).string();
+    }
+    std::string report = std::to_string(failed) + (detail_ok ? " detail-ok" : " detail-bad");
+    for (const auto& reason : reasons) report += "\n" + reason;
+    [[maybe_unused]] const ssize_t written = ::write(pipe_fds[1], report.data(), report.size());
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string report;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) report.append(buffer, static_cast<std::size_t>(n));
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    WARN("no private tmpfs here (no mount namespace): full-disk case not run");
+    return;
+  }
+  INFO(report);
+  // Most of the 2,000 fail (64 KiB hold about 15 files of 4 KiB), all with one reason and their own path.
+  const auto first_line = report.substr(0, report.find('\n'));
+  CHECK(std::stoi(first_line) > 1900);
+  CHECK(first_line.ends_with(" detail-ok"));
+  CHECK(report.substr(report.find('\n') + 1) == "cannot write: no space left on device");
+}
+
+TEST_CASE("write_file_atomically never writes through a symlink or into a FIFO at the final name", "[write]") {
+  const TempDir dir;
+  const fs::path out = dir / "out";
+  fs::create_directories(out);
+  const auto bytes = pattern(4096, 9);
+  std::ofstream(dir / "victim.txt") << "keep me";
+  fs::create_symlink(dir / "victim.txt", out / "link.jpg");
+  fs::create_symlink(dir / "nowhere", out / "dangling.jpg");
+  REQUIRE(::mkfifo((out / "fifo.jpg").c_str(), 0600) == 0);
+
+  // In a child, bounded: writing into the FIFO would block for ever with no reader.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const auto link = write_file_atomically(out, "link.jpg", bytes);
+    const auto dangling = write_file_atomically(out, "dangling.jpg", bytes);
+    const auto fifo = write_file_atomically(out, "fifo.jpg", bytes);
+    const bool ok = !link && link.error().reason == "cannot write: name taken by a symlink" && !dangling &&
+                    dangling.error().reason == "cannot write: name taken by a symlink" && !fifo &&
+                    fifo.error().reason == "cannot write: name taken by a fifo";
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = -1;
+  for (int waited = 0; waited < 1000 && ::waitpid(child, &status, WNOHANG) == 0; ++waited) ::usleep(10'000);
+  if (::waitpid(child, &status, WNOHANG) == 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+    FAIL("write_file_atomically blocked on a FIFO");
+  }
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(read_bytes(dir / "victim.txt") == std::vector<std::uint8_t>{'k', 'e', 'e', 'p', ' ', 'm', 'e'});
+  CHECK(fs::is_symlink(out / "link.jpg"));
+  CHECK(fs::is_symlink(out / "dangling.jpg"));
+  CHECK_FALSE(fs::exists(dir / "nowhere"));
+  CHECK(fs::is_fifo(out / "fifo.jpg"));
+  CHECK_FALSE(has_temporary(out));
+}
+
+TEST_CASE("output_complete counts only non-empty regular files, and opens nothing", "[write]") {
+  const TempDir dir;
+  std::ofstream(dir / "done.jpg") << "jpeg";
+  std::ofstream(dir / "empty.jpg").close();
+  std::ofstream(dir / ".pixflow.lock") << "4242 host";
+  fs::create_directories(dir / "folder.jpg");
+  fs::create_symlink(dir / "done.jpg", dir / "link.jpg");
+  REQUIRE(::mkfifo((dir / "fifo.jpg").c_str(), 0600) == 0);
+  CHECK(output_complete(dir.path(), "done.jpg"));
+  for (const char* name : {"empty.jpg", ".pixflow.lock", "folder.jpg", "link.jpg", "fifo.jpg", "missing.jpg", "../done.jpg",
+                           ""})
+    CHECK_FALSE(output_complete(dir.path(), name));  // on main, the resume check opened the FIFO and blocked
+}
+
+TEST_CASE("remove_stale_temporaries under an exclusive hold removes every other process's temporaries",
+          "[write]") {
+  const TempDir dir;
+  // pid 1 is running: a pid check keeps its temporary (another run could be writing it), but a run that
+  // holds the folder exclusively knows nobody else writes here (pids of other machines, reused pids).
+  const std::string alive = ".pixflow-tmp-1-abc-1";
+  const std::string mine = ".pixflow-tmp-" + std::to_string(::getpid()) + "-abc-1";
+  std::ofstream(dir / alive) << "partial";
+  std::ofstream(dir / mine) << "partial";
+  CHECK(remove_stale_temporaries(dir.path()) == 0);
+  CHECK(remove_stale_temporaries(dir.path(), Leftovers::all_but_this_process) == 1);
+  CHECK(names_in(dir.path()) == std::vector<std::string>{mine});
 }

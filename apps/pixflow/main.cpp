@@ -32,13 +32,14 @@
 #include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/sources.hpp>
 
+#include "exit_codes.hpp"
 #include "queue_commands.hpp"
 
 namespace {
 
 using namespace pixflow::tasks;
 
-enum ExitCode : int { exit_ok = 0, exit_items_failed = 1, exit_usage = 2, exit_source_unusable = 3 };
+using namespace pixflow::cli;
 
 /// The options every subcommand shares.
 struct CommonOptions {
@@ -160,9 +161,9 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
   PipelineReport report;
   try {
     report = run_pipeline(source, options);
-  } catch (const std::exception& e) {
-    std::cerr << "pixflow: " << e.what() << '\n';
-    return exit_source_unusable;
+  } catch (const OutputFolderError& e) {  // not a folder, read-only, or in use by another run
+    std::cerr << "pixflow: --out: " << e.what() << '\n';
+    return exit_usage;
   }
   if (show_progress) std::cerr << "\r\033[K";
   int code = exit_ok;

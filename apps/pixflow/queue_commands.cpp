@@ -22,11 +22,12 @@
 #include <pixflow/tasks/queue.hpp>
 #include <pixflow/tasks/sources.hpp>
 
+#include "exit_codes.hpp"
+
 namespace {
 
 using namespace pixflow::tasks;
-
-enum ExitCode : int { exit_ok = 0, exit_items_failed = 1, exit_usage = 2, exit_unusable = 3 };
+using namespace pixflow::cli;
 
 void add_connection_options(CLI::App& cmd, QueueCommandState& state) {
   cmd.add_option("--redis", state.redis_url, "Redis URL redis://[[user]:password@]host[:port][/db]")
@@ -46,14 +47,9 @@ struct Listing {
 /// Lists the gallery page by page (albums given only by id expanded), links de-duplicated, non-images
 /// kept aside as skipped: what `pixflow gallery` would feed its graph, without downloading anything.
 Listing list_gallery(const GalleryQuery& query, const PipelineConfig& config) {
-  HttpOptions options;
-  options.max_in_flight = 2;
+  HttpOptions options = http_options(config);  // the same timeouts, caps and retries as a run
+  options.max_in_flight = 2;                    // one page at a time, one album behind it
   options.per_host = 2;
-  options.connect_timeout_s = config.download.connect_timeout_s;
-  options.timeout_s = config.download.timeout_s;
-  options.stall_timeout_s = config.download.stall_timeout_s;
-  options.max_bytes = config.download.max_bytes;
-  options.max_redirects = config.download.max_redirects;
   HttpClient http(options);
   const auto get = [&](const std::string& url) {
     std::promise<HttpResponse> done;
@@ -151,12 +147,12 @@ int run_enqueue(const QueueCommandState& state, const RedisAddress& address, con
     auto list = read_url_list_file(state.url_file);
     if (!list) {
       std::cerr << "pixflow: " << list.error().reason << '\n';
-      return exit_unusable;
+      return exit_source_unusable;
     }
     urls = std::move(list).value();
   }
   for (const auto& e : errors) std::cerr << "pixflow: " << e << '\n';
-  if (unusable) return exit_unusable;
+  if (unusable) return exit_source_unusable;
   warn_about_shared_names(urls);
 
   WorkQueue queue(address, state.queue, config.queue.connect_timeout_s);
@@ -192,9 +188,9 @@ int run_worker_command(const QueueCommandState& state, const RedisAddress& addre
     throw;
   } catch (const std::invalid_argument&) {
     throw;
-  } catch (const std::exception& e) {  // the output folder cannot be created
-    std::cerr << "pixflow: " << e.what() << '\n';
-    return exit_unusable;
+  } catch (const OutputFolderError& e) {  // not a folder, read-only, or in use by a local run
+    std::cerr << "pixflow: --out: " << e.what() << '\n';
+    return exit_usage;
   }
   std::cout << to_json(report).dump() << '\n';
   if (!quiet)
@@ -279,7 +275,7 @@ std::optional<int> run_queue_command(const QueueCommandState& state) {
     return run_status(state, *address, config);
   } catch (const QueueError& e) {
     std::cerr << "pixflow: " << e.what() << '\n';
-    return e.kind() == QueueError::Kind::rejected ? exit_usage : exit_unusable;
+    return e.kind() == QueueError::Kind::rejected ? exit_usage : exit_source_unusable;
   } catch (const std::invalid_argument& e) {
     std::cerr << "pixflow: " << e.what() << '\n';
     return exit_usage;

@@ -16,6 +16,7 @@
 #include <pixflow/tasks/http.hpp>
 #include <pixflow/tasks/imgur.hpp>
 #include <pixflow/tasks/naming.hpp>
+#include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/write.hpp>
 
 #include "bench.hpp"
@@ -32,7 +33,7 @@ class DownloadRun {
         window_(config.fetch_concurrency.limit()),
         max_alive_(config.max_in_flight),
         disk_(config.write_concurrency.limit()),
-        http_(http_options(config)) {
+        http_(pixflow::tasks::http_options(config)) {
     query_.api = options.api;
     query_.section = options.section;
     query_.client_id = options.client_id;
@@ -76,13 +77,6 @@ class DownloadRun {
   std::size_t bytes() const { return bytes_; }
 
  private:
-  static pixflow::tasks::HttpOptions http_options(const pixflow::tasks::PipelineConfig& config) {
-    pixflow::tasks::HttpOptions o;
-    o.max_in_flight = config.download.concurrency.limit() + config.fetch_concurrency.limit();
-    o.per_host = config.download.per_host;
-    return o;
-  }
-
   bool listing_done() const { return listing_ended_ && pages_pending_ == 0; }
 
   void submit_page_locked() {

@@ -1,12 +1,10 @@
 #include "pixflow/tasks/config.hpp"
 
+#include "pixflow/tasks/json.hpp"
+
 #include <algorithm>
-#include <array>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <iterator>
@@ -30,10 +28,39 @@ std::string compose(const std::filesystem::path& file, const std::string& path, 
   return text + message;
 }
 
-/// The offending value as JSON, cut short when long: `"four"`, `0`, `[1,2]`.
+/// The offending value as JSON, cut short when long: `"four"`, `0`, `[1,2]`, `[[1,2],[3...`. Written
+/// with an explicit stack and stopped after kMax characters: dump() recurses once per nesting level, and a
+/// document built by a caller (parse_config takes any json) may nest 100,000 levels.
 std::string shown(const json& value) {
-  std::string text = value.dump();
   constexpr std::size_t kMax = 60;
+  std::string text;
+  struct Frame {
+    const json* container;
+    std::size_t next;  // index of the next element (arrays) or entry (objects)
+    json::const_iterator it;
+  };
+  std::vector<Frame> stack;
+  const auto open = [&](const json& v) {
+    if (v.is_array() || v.is_object()) {
+      text += v.is_array() ? '[' : '{';
+      stack.push_back({&v, 0, v.cbegin()});
+    } else {
+      text += v.dump();
+    }
+  };
+  open(value);
+  while (!stack.empty() && text.size() <= kMax) {
+    Frame& top = stack.back();
+    if (top.it == top.container->cend()) {
+      text += top.container->is_array() ? ']' : '}';
+      stack.pop_back();
+      continue;
+    }
+    if (top.next++ > 0) text += ',';
+    const json::const_iterator item = top.it++;
+    if (top.container->is_object()) text += json(item.key()).dump() + ':';
+    open(*item);  // may invalidate `top`
+  }
   if (text.size() > kMax) text = text.substr(0, kMax) + "...";
   return text;
 }
@@ -147,7 +174,9 @@ void read_download(const json& value, const pointer& at, DownloadConfig& out) {
     {"per_host", [&](const json& v, const pointer& p) { out.per_host = read_integer(v, p, 1, kMaxConcurrency); }},
     {"connect_timeout_s", [&](const json& v, const pointer& p) { out.connect_timeout_s = read_seconds(v, p, false); }},
     {"timeout_s", [&](const json& v, const pointer& p) { out.timeout_s = read_seconds(v, p, false); }},
+    {"header_timeout_s", [&](const json& v, const pointer& p) { out.header_timeout_s = read_seconds(v, p, false); }},
     {"stall_timeout_s", [&](const json& v, const pointer& p) { out.stall_timeout_s = read_seconds(v, p, false); }},
+    {"min_speed_bytes_s", [&](const json& v, const pointer& p) { out.min_speed_bytes_s = read_integer(v, p, 0, kMaxBytes); }},
     {"max_bytes", [&](const json& v, const pointer& p) { out.max_bytes = read_integer(v, p, 1, kMaxBytes); }},
     {"max_redirects", [&](const json& v, const pointer& p) {
        out.max_redirects = static_cast<long>(read_integer(v, p, 0, static_cast<std::uint64_t>(kMaxRedirects)));
@@ -182,24 +211,6 @@ json concurrency_json(pixflow::Concurrency c) {
   return c.limit();
 }
 
-/// Line and column (1-based) of the byte at `offset` (0-based) in `text`.
-std::pair<std::size_t, std::size_t> line_column(std::string_view text, std::size_t offset) {
-  offset = std::min(offset, text.size());
-  const std::string_view before = text.substr(0, offset);
-  const auto line = static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n')) + 1;
-  const auto last_newline = before.rfind('\n');
-  const std::size_t column = last_newline == std::string_view::npos ? offset + 1 : offset - last_newline;
-  return {line, column};
-}
-
-/// nlohmann's parse_error text without its "[json.exception...] parse error at line L, column C: " prefix.
-std::string syntax_detail(const json::parse_error& e) {
-  std::string text = e.what();
-  if (const auto colon = text.find(": "); text.rfind("[json.exception", 0) == 0 && colon != std::string::npos)
-    text = text.substr(colon + 2);
-  return text;
-}
-
 }  // namespace
 
 ConfigError::ConfigError(std::string path, std::string message)
@@ -222,7 +233,12 @@ PipelineConfig parse_config(const json& document, PipelineConfig defaults) {
        read_object(v, p, {
          concurrency_node("fetch", c.fetch_concurrency),
          {"download", [&](const json& d, const pointer& q) { read_download(d, q, c.download); }},
-         concurrency_node("decode", c.decode_concurrency),
+         {"decode", [&](const json& d, const pointer& q) {
+            read_object(d, q, {
+              {"concurrency", [&](const json& x, const pointer& r) { c.decode_concurrency = read_concurrency(x, r); }},
+              {"max_memory_mb", [&](const json& x, const pointer& r) { c.decode_max_memory_mb = read_integer(x, r, 16, 65536); }},
+            });
+          }},
          {"thumbnail", [&](const json& t, const pointer& q) { read_thumbnail(t, q, c.thumbnail); }},
          concurrency_node("write", c.write_concurrency),
        });
@@ -252,31 +268,17 @@ PipelineConfig apply_overrides(PipelineConfig config, const ConfigOverrides& ove
   return config;
 }
 
-PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig defaults) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(file, ec)) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(EISDIR));
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(errno));
-  // A plain read loop (istreambuf_iterator trips GCC 12's -Wnull-dereference at -O2).
-  std::string text;
-  std::array<char, 1 << 16> chunk{};
-  while (in.read(chunk.data(), chunk.size()) || in.gcount() > 0)
-    text.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
-  if (in.bad()) throw ConfigError(file, "", std::string("cannot read: ") + std::strerror(errno));
+ConfigError config_file_error(const std::filesystem::path& file, const JsonError& error) {
+  if (!error.offset) return {file, "", error.message};  // unreadable, too large
+  // JSON-level: where (line and column for a person, the byte offset in what()) and what.
+  return {file, "", "line " + std::to_string(error.line) + ", column " + std::to_string(error.column) + ": " + error.what()};
+}
 
-  json document;
+PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig defaults) {
+  JsonResult document = read_json_file(file);
+  if (!document) throw config_file_error(file, document.error());
   try {
-    document = json::parse(text);
-  } catch (const json::parse_error& e) {
-    // e.byte is the 1-based count of bytes read when the error was seen: the offending byte.
-    const auto [line, column] = line_column(text, e.byte == 0 ? 0 : e.byte - 1);
-    throw ConfigError(file, "", "line " + std::to_string(line) + ", column " + std::to_string(column) + ": " +
-                                    syntax_detail(e));
-  } catch (const json::exception& e) {  // e.g. out_of_range for a number like 1e400
-    throw ConfigError(file, "", std::string("invalid json: ") + e.what());
-  }
-  try {
-    return parse_config(document, std::move(defaults));
+    return parse_config(*document, std::move(defaults));
   } catch (const ConfigError& e) {
     throw ConfigError(file, e.path(), e.message());
   }
@@ -298,14 +300,16 @@ json to_json(const PipelineConfig& c) {
           {"per_host", d.per_host},
           {"connect_timeout_s", d.connect_timeout_s},
           {"timeout_s", d.timeout_s},
+          {"header_timeout_s", d.header_timeout_s},
           {"stall_timeout_s", d.stall_timeout_s},
+          {"min_speed_bytes_s", d.min_speed_bytes_s},
           {"max_bytes", d.max_bytes},
           {"max_redirects", d.max_redirects},
           {"retries", d.retries},
           {"backoff_s", d.backoff_s},
           {"max_retry_wait_s", d.max_retry_wait_s},
           {"rate_per_host", d.rate_per_host}}},
-        {"decode", {{"concurrency", concurrency_json(c.decode_concurrency)}}},
+        {"decode", {{"concurrency", concurrency_json(c.decode_concurrency)}, {"max_memory_mb", c.decode_max_memory_mb}}},
         {"thumbnail",
          {{"concurrency", concurrency_json(t.concurrency)},
           {"sizes", sizes},

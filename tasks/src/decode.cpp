@@ -7,17 +7,26 @@
 #include <utility>
 #include <vector>
 
+#include <mutex>
+#include <new>
+
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "decode_detail.hpp"
 #include "pixflow/tasks/thumbnail.hpp"
 
 namespace pixflow::tasks {
 
 namespace {
 
-using Bytes = std::span<const std::uint8_t>;
+using detail::Bytes;
+using detail::add_sat;
+using detail::mul_sat;
+using detail::orientation_copy;
+using detail::too_large;
 
 bool starts_with(Bytes bytes, std::string_view magic, std::size_t at = 0) {
   return bytes.size() >= at + magic.size() && std::memcmp(bytes.data() + at, magic.data(), magic.size()) == 0;
@@ -29,11 +38,16 @@ std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t{p[1]} << 8 | p[
 std::uint32_t le24(const std::uint8_t* p) { return std::uint32_t{p[2]} << 16 | le16(p); }
 std::uint32_t le32(const std::uint8_t* p) { return std::uint32_t{p[3]} << 24 | le24(p); }
 
-/// What the header tells: the stored (not yet oriented) size and the EXIF orientation (1..8).
+/// What the header tells: the stored (not yet oriented) size and the EXIF orientation (1..8), and what
+/// the budget needs to know of the format.
 struct Header {
   Size stored;
   int orientation = 1;
   bool animated = false;
+  bool progressive = false;  // JPEG: progressive or multi-scan
+  int bit_depth = 8;         // PNG IHDR; BMP bits per pixel
+  int color_type = 2;        // PNG IHDR
+  bool has_trns = false;     // PNG: a tRNS chunk before IDAT
 };
 
 Size displayed(const Header& header) {
@@ -75,6 +89,7 @@ struct JpegScan {
 JpegScan scan_jpeg(Bytes b, bool whole) {
   JpegScan scan;
   int orientation = 1;
+  int frame_components = 0;
   bool saw_scan = false;
   const std::size_t n = b.size();
   std::size_t pos = 2;  // after SOI
@@ -100,11 +115,15 @@ JpegScan scan_jpeg(Bytes b, bool whole) {
       const auto width = static_cast<int>(be16(segment.data() + 3));
       if (width == 0 || height == 0) { scan.state = JpegState::corrupt; break; }
       scan.header = Header{Size{width, height}, orientation, false};
+      // SOF2/6/10/14 are progressive; a first scan with fewer components than the frame is multi-scan.
+      scan.header->progressive = marker == 0xC2 || marker == 0xC6 || marker == 0xCA || marker == 0xCE;
+      frame_components = segment[5];
     } else if (marker == 0xE1 && orientation == 1 && !scan.header &&
                starts_with(segment, std::string_view("Exif\0\0", 6))) {
       orientation = exif_orientation(segment);
     } else if (marker == 0xDA) {
       if (!scan.header) { scan.state = JpegState::corrupt; break; }
+      if (!saw_scan && !segment.empty() && segment[0] < frame_components) scan.header->progressive = true;
       saw_scan = true;
       if (!whole) { scan.state = JpegState::complete; break; }
       // Entropy-coded data: 0xFF is followed by 0x00 (stuffing) or RSTn inside it; anything else ends it.
@@ -134,28 +153,20 @@ std::optional<Header> png_header(Bytes b) {
   const std::uint32_t height = be32(b.data() + 20);
   if (width == 0 || height == 0 || width > INT_MAX || height > INT_MAX) return std::nullopt;
   Header header{Size{static_cast<int>(width), static_cast<int>(height)}, 1, false};
-  // Ancillary chunks before the image data: eXIf (orientation), acTL (animated PNG, first frame decodes).
+  header.bit_depth = b[24];
+  header.color_type = b[25];
+  // Ancillary chunks before the image data: eXIf (orientation), tRNS (alpha, for the budget); acTL
+  // (animated PNG) is not looked at: the first frame decodes.
   std::size_t pos = 8;
   while (pos + 8 <= b.size()) {
     const std::size_t length = be32(b.data() + pos);
     const Bytes type = b.subspan(pos + 4, 4);
     if (starts_with(type, "IDAT") || length > b.size() - pos - 8) break;
     if (starts_with(type, "eXIf")) header.orientation = exif_orientation(b.subspan(pos + 8, length));
+    if (starts_with(type, "tRNS")) header.has_trns = true;
     pos += 12 + length;
   }
   return header;
-}
-
-/// Every chunk is whole and IEND is there: a truncated download is refused before libpng sees it.
-bool png_complete(Bytes b) {
-  std::size_t pos = 8;
-  while (pos + 12 <= b.size()) {
-    const std::size_t length = be32(b.data() + pos);
-    if (length > b.size() - pos - 12) return false;
-    if (starts_with(b, "IEND", pos + 4)) return true;
-    pos += 12 + length;
-  }
-  return false;
 }
 
 /// The RIFF container holds as many bytes as its header says.
@@ -198,11 +209,37 @@ std::optional<Header> webp_header(Bytes b) {
   return header;
 }
 
+/// BMP: the DIB header after the 14-byte file header. BITMAPCOREHEADER (12 bytes: 16-bit width and
+/// height) or BITMAPINFOHEADER and its successors (32-bit, a negative height meaning top-down).
+std::optional<Header> bmp_header(Bytes b) {
+  if (b.size() < 14 + 12) return std::nullopt;
+  const std::uint32_t dib = le32(b.data() + 14);
+  std::int64_t width = 0;
+  std::int64_t height = 0;
+  int bits = 0;
+  if (dib == 12) {
+    width = le16(b.data() + 18);
+    height = le16(b.data() + 20);
+    bits = static_cast<int>(le16(b.data() + 24));
+  } else {
+    if (b.size() < 14 + 16) return std::nullopt;
+    width = static_cast<std::int32_t>(le32(b.data() + 18));
+    height = static_cast<std::int32_t>(le32(b.data() + 22));
+    bits = static_cast<int>(le16(b.data() + 28));
+  }
+  if (height < 0) height = -height;  // top-down rows
+  if (width <= 0 || height <= 0 || width > INT_MAX || height > INT_MAX) return std::nullopt;
+  Header header{Size{static_cast<int>(width), static_cast<int>(height)}, 1, false};
+  header.bit_depth = bits;
+  return header;
+}
+
 std::optional<Header> read_header(Bytes bytes, ImageFormat format) {
   switch (format) {
     case ImageFormat::jpeg: return scan_jpeg(bytes, false).header;
     case ImageFormat::png: return png_header(bytes);
     case ImageFormat::webp: return webp_header(bytes);
+    case ImageFormat::bmp: return bmp_header(bytes);
     default: return std::nullopt;
   }
 }
@@ -240,16 +277,23 @@ void normalize(cv::Mat& image) {
   }
 }
 
-int reduced_flag(int factor) {
-  switch (factor) {
-    case 2: return cv::IMREAD_REDUCED_COLOR_2;
-    case 4: return cv::IMREAD_REDUCED_COLOR_4;
-    case 8: return cv::IMREAD_REDUCED_COLOR_8;
-    default: return cv::IMREAD_COLOR;
-  }
+/// OpenCV's own log lines (a decoder's complaint about a file) are for developers; a failed decode is
+/// reported by its reason. Silenced once, process-wide, the first time anything is decoded.
+void silence_opencv() {
+  static std::once_flag once;
+  std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
 }
 
-int ceil_div(int value, int factor) { return (value + factor - 1) / factor; }
+/// WebP and BMP through OpenCV's decoders (libwebp, OpenCV's own BMP reader), after the header was
+/// budgeted. `flags`: IMREAD_UNCHANGED keeps WebP's alpha; IMREAD_COLOR for BMP.
+Expected<cv::Mat> decode_with_opencv(Bytes bytes, int flags, const Error& corrupt) {
+  // imdecode only reads the buffer; cv::Mat has no const view, hence the cast.
+  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                       const_cast<std::uint8_t*>(bytes.data()));  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+  cv::Mat pixels = cv::imdecode(buffer, flags);
+  if (pixels.empty()) return corrupt;
+  return pixels;
+}
 
 }  // namespace
 
@@ -285,61 +329,99 @@ std::optional<Size> read_image_size(std::span<const std::uint8_t> bytes) {
   return displayed(*header);
 }
 
-Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size largest_box) {
-  if (bytes.empty()) return Error{"empty body"};
+std::optional<ImageHeader> read_image_header(std::span<const std::uint8_t> bytes) {
+  const ImageFormat format = sniff_format(bytes);
+  const auto header = read_header(bytes, format);
+  if (!header) return std::nullopt;
+  ImageHeader out;
+  out.format = format;
+  out.size = displayed(*header);
+  out.orientation = header->orientation;
+  out.progressive = header->progressive;
+  out.animated = header->animated;
+  return out;
+}
+
+namespace {
+
+Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t budget) {
   const ImageFormat format = sniff_format(bytes);
   if (format == ImageFormat::unknown) return Error{"not an image"};
   if (format == ImageFormat::gif) return Error{"unsupported format (gif)"};
-  const Error corrupt{"corrupt " + std::string(name_of(format))};
+  if (format == ImageFormat::tiff) return Error{"unsupported format (tiff)"};
+  const std::string name(name_of(format));
+  const Error corrupt{"corrupt " + name};
   if (bytes.size() > static_cast<std::size_t>(INT_MAX)) return Error{"image too large"};
-
-  std::optional<Header> header;
-  if (format == ImageFormat::jpeg) {
-    auto scan = scan_jpeg(bytes, true);
-    if (scan.state != JpegState::complete || !scan.header) return corrupt;
-    header = scan.header;
-  } else if (format == ImageFormat::png || format == ImageFormat::webp) {
-    const bool complete = format == ImageFormat::png ? png_complete(bytes) : webp_complete(bytes);
-    header = read_header(bytes, format);
-    if (!complete || !header) return corrupt;
-    if (header->animated) return Error{"unsupported format (animated webp)"};
-  }
 
   DecodedImage result;
   result.source_format = format;
-  int flags = cv::IMREAD_COLOR;
-  if (header) {
-    result.source_size = displayed(*header);
-    if (format == ImageFormat::jpeg) result.reduce_factor = reduce_factor_for(result.source_size, largest_box);
-    const std::int64_t pixels = std::int64_t{ceil_div(result.source_size.width, result.reduce_factor)} *
-                                ceil_div(result.source_size.height, result.reduce_factor);
-    if (pixels > max_decoded_pixels) return Error{"image too large (" + to_string(result.source_size) + ")"};
-  }
+  std::optional<Header> header;
   if (format == ImageFormat::jpeg) {
-    flags = reduced_flag(result.reduce_factor);
-  } else if (format == ImageFormat::png || format == ImageFormat::webp) {
-    flags = cv::IMREAD_UNCHANGED;  // keeps alpha; OpenCV then skips EXIF orientation: applied below
-  }
-
-  // imdecode only reads the buffer; cv::Mat has no const view, hence the cast.
-  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
-                       const_cast<std::uint8_t*>(bytes.data()));  // NOLINT(cppcoreguidelines-pro-type-const-cast)
-  try {
-    result.pixels = cv::imdecode(buffer, flags);
-    if (result.pixels.empty()) return corrupt;
+    // The marker structure first (cheap): garbage where a marker belongs is corrupt, a file that ends
+    // inside a segment or scan is truncated. libjpeg then checks the entropy-coded data itself.
+    auto scan = scan_jpeg(bytes, true);
+    if (scan.state == JpegState::truncated) return Error{"truncated jpeg"};
+    if (scan.state != JpegState::complete || !scan.header) return corrupt;
+    auto jpeg = detail::decode_jpeg(bytes, scan.header->orientation, largest_box, budget);
+    if (!jpeg) return jpeg.error();
+    result.pixels = std::move(jpeg->pixels);
+    result.reduce_factor = jpeg->reduce_factor;
+    header = scan.header;
+    header->stored = jpeg->stored;  // libjpeg's reading of the frame is the one decoded
+  } else {
+    header = read_header(bytes, format);
+    if (!header) {
+      // Cut before the header's end (PNG: signature + IHDR, 33 bytes; BMP: the DIB header's size
+      // fields; WebP: the RIFF size) is a truncated download, anything else a corrupt file.
+      const bool cut_short = format == ImageFormat::png ? bytes.size() < 33
+                             : format == ImageFormat::bmp ? bytes.size() < 30
+                                                          : !webp_complete(bytes);
+      return cut_short ? Error{"truncated " + name} : corrupt;
+    }
+    const Size size = displayed(*header);
+    const std::size_t pixels = mul_sat(static_cast<std::size_t>(size.width), static_cast<std::size_t>(size.height));
+    if (format == ImageFormat::png) {
+      if (detail::png_memory_needed(header->stored, header->bit_depth, header->color_type, header->has_trns,
+                                    header->orientation) > budget)
+        return too_large(size);
+      auto png = detail::decode_png(bytes, header->orientation, budget);
+      if (!png) return png.error();
+      result.pixels = std::move(*png);
+    } else {  // webp, bmp: OpenCV decodes into one matrix (BGRA at most; BMP as BGR) plus small rows
+      if (format == ImageFormat::webp && header->animated) return Error{"unsupported format (animated webp)"};
+      if (format == ImageFormat::webp && !webp_complete(bytes)) return Error{"truncated webp"};
+      const std::size_t output = mul_sat(pixels, format == ImageFormat::webp ? 4 : 3);
+      const std::size_t rows = mul_sat(static_cast<std::size_t>(header->stored.width), 8);
+      if (add_sat(add_sat(output, orientation_copy(output, header->orientation)), rows) > budget)
+        return too_large(size);
+      auto decoded = decode_with_opencv(bytes, format == ImageFormat::webp ? cv::IMREAD_UNCHANGED : cv::IMREAD_COLOR,
+                                        corrupt);
+      if (!decoded) return decoded.error();
+      result.pixels = std::move(*decoded);
+      if (result.pixels.cols != header->stored.width || result.pixels.rows != header->stored.height) return corrupt;
+    }
     normalize(result.pixels);
-    if (flags == cv::IMREAD_UNCHANGED && header) apply_orientation(result.pixels, header->orientation);
-  } catch (const cv::Exception&) {
-    return corrupt;
   }
-  if (!header) {
-    result.source_size = Size{result.pixels.cols, result.pixels.rows};
-  } else if ((result.pixels.cols > result.pixels.rows && result.source_size.width < result.source_size.height) ||
-             (result.pixels.cols < result.pixels.rows && result.source_size.width > result.source_size.height)) {
-    // The decoder read the orientation differently from the header parser: trust the pixels.
-    std::swap(result.source_size.width, result.source_size.height);
-  }
+  // OpenCV never orients here: PNG/JPEG are ours, WebP is read IMREAD_UNCHANGED, BMP has no EXIF.
+  apply_orientation(result.pixels, header->orientation);
+  result.source_size = displayed(*header);
   return result;
+}
+
+}  // namespace
+
+Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size largest_box, DecodeLimits limits) {
+  if (bytes.empty()) return Error{"empty body"};
+  silence_opencv();
+  const ImageFormat format = sniff_format(bytes);
+  try {
+    return decode_checked(bytes, largest_box, limits.max_memory_bytes);
+  } catch (const std::bad_alloc&) {
+    return detail::out_of_memory();
+  } catch (const cv::Exception& e) {
+    if (e.code == cv::Error::StsNoMem) return detail::out_of_memory();
+    return Error{"corrupt " + std::string(name_of(format))};
+  }
 }
 
 }  // namespace pixflow::tasks

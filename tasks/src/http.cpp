@@ -180,6 +180,16 @@ bool transient(CURLcode code) {
   }
 }
 
+/// A number as the reasons show it: "30", "0.5", "1048576".
+std::string seconds_text(double value) {
+  std::array<char, 32> text{};
+  if (value == std::floor(value) && std::fabs(value) < 1e15)
+    std::snprintf(text.data(), text.size(), "%.0f", value);
+  else
+    std::snprintf(text.data(), text.size(), "%g", value);
+  return text.data();
+}
+
 long to_millis(double seconds) {
   if (!(seconds > 0)) return 0;
   const double ms = std::ceil(seconds * 1000.0);
@@ -199,11 +209,20 @@ struct Transfer {
   std::size_t max_bytes = 0;
   bool too_large = false;
   bool out_of_memory = false;
-  bool stalled = false;                 // aborted by on_progress: no data for stall_after
+  /// Why on_progress or on_prereq aborted the attempt (curl then says CURLE_ABORTED_BY_CALLBACK).
+  enum class Abort { none, stalled, no_response, too_slow };
+  Abort aborted = Abort::none;
   bool responding = false;              // the response has begun (a header line arrived)
-  Clock::duration stall_after{};        // 0: no stall detection
+  bool awaiting_headers = false;        // a request was sent and its response headers are not complete
+  bool headers_done = false;            // the last response's headers ended (its body, if any, is next)
+  Clock::duration stall_after{};        // 0: no stall (and no speed) check
+  Clock::duration header_after{};       // 0: no header timeout
+  double min_speed = 0;                 // bytes/s averaged over stall_after; 0: off
   curl_off_t last_received = -1;        // bytes received when progress was last seen
   Clock::time_point last_progress{};    // when bytes last arrived (or the attempt started)
+  Clock::time_point request_sent{};     // when the current request was about to be sent (on_prereq)
+  Clock::time_point window_start{};     // the speed check's current window
+  curl_off_t window_bytes = -1;         // bytes received at window_start; -1: no window yet
   bool counted = false;  // holds one of its host's running slots
   int attempts = 0;      // attempts started
   long last_status = 0;  // status of the last completed attempt, for a retry cancelled while it waits
@@ -216,37 +235,81 @@ struct Transfer {
     body = {};
     too_large = false;
     out_of_memory = false;
-    stalled = false;
+    aborted = Abort::none;
     responding = false;
+    awaiting_headers = false;
+    headers_done = false;
     last_received = -1;
+    window_bytes = -1;
     last_progress = Clock::now();
     errbuf[0] = '\0';
   }
 };
 
-/// CURLOPT_HEADERFUNCTION: the response has begun; header lines count as data for the stall check.
-std::size_t on_header(char* /*data*/, std::size_t size, std::size_t count, void* user) {
+/// CURLOPT_PREREQFUNCTION: connected (or reusing a connection), the request is about to be sent; runs again
+/// for each redirect's request. The header timeout counts from here.
+int on_prereq(void* user, char* /*primary_ip*/, char* /*local_ip*/, int /*primary_port*/, int /*local_port*/) {
   auto* t = static_cast<Transfer*>(user);
-  t->responding = true;
-  t->last_progress = Clock::now();
-  return size * count;
+  t->request_sent = Clock::now();
+  t->awaiting_headers = true;
+  t->headers_done = false;
+  t->window_bytes = -1;
+  return CURL_PREREQFUNC_OK;
 }
 
-/// CURLOPT_XFERINFOFUNCTION: aborts a response that sent nothing for stall_after, counted from its
-/// last byte (header or body). Before the response begins, connect_timeout_s and timeout_s apply.
-/// (curl's own LOW_SPEED check averages over ~5 s, so a 1 s limit would end as "timed out" instead.)
+/// CURLOPT_HEADERFUNCTION: the response has begun; header lines count as data for the stall check, and
+/// the blank line that ends them stops the header timeout and starts the speed check's first window.
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const std::size_t n = size * count;
+  t->responding = true;
+  t->last_progress = Clock::now();
+  const std::string_view line(data, n);
+  if (line == "\r\n" || line == "\n") {
+    t->awaiting_headers = false;
+    t->headers_done = true;
+    t->window_bytes = -1;
+  }
+  return n;
+}
+
+/// CURLOPT_XFERINFOFUNCTION (curl calls it about once a second, and whenever data arrives). Aborts an
+/// attempt whose
+///   - response headers are not complete header_after after the request was sent ("no response"),
+///   - response sent nothing for stall_after, counted from its last byte, header or body ("stalled"),
+///   - body averaged less than min_speed bytes/s over a window of stall_after ("too slow"); windows
+///     follow one another from the end of the headers, so a trickle fails after one to two windows.
+/// Before the request is sent, connect_timeout_s applies; timeout_s bounds everything.
+/// (curl's own LOW_SPEED check averages over ~5 s and also runs before the response begins, so a 1 s
+/// limit ended as "timed out", and a silent server could not be told from a slow one.)
 int on_progress(void* user, curl_off_t /*dltotal*/, curl_off_t dlnow, curl_off_t /*ultotal*/, curl_off_t /*ulnow*/) {
   auto* t = static_cast<Transfer*>(user);
-  if (!t->responding) return 0;
   const auto now = Clock::now();
+  if (t->awaiting_headers && t->header_after > Clock::duration::zero() && now - t->request_sent > t->header_after) {
+    t->aborted = Transfer::Abort::no_response;
+    return 1;  // CURLE_ABORTED_BY_CALLBACK
+  }
+  if (!t->responding) return 0;
   if (dlnow != t->last_received) {
     t->last_received = dlnow;
     t->last_progress = now;
-    return 0;
+  } else if (t->stall_after > Clock::duration::zero() && now - t->last_progress > t->stall_after) {
+    t->aborted = Transfer::Abort::stalled;
+    return 1;
   }
-  if (t->stall_after > Clock::duration::zero() && now - t->last_progress > t->stall_after) {
-    t->stalled = true;
-    return 1;  // CURLE_ABORTED_BY_CALLBACK
+  if (t->headers_done && t->min_speed > 0 && t->stall_after > Clock::duration::zero()) {
+    if (t->window_bytes < 0) {
+      t->window_start = now;
+      t->window_bytes = dlnow;
+    } else if (now - t->window_start >= t->stall_after) {
+      const double seconds = std::chrono::duration<double>(now - t->window_start).count();
+      if (static_cast<double>(dlnow - t->window_bytes) < t->min_speed * seconds) {
+        t->aborted = Transfer::Abort::too_slow;
+        return 1;
+      }
+      t->window_start = now;
+      t->window_bytes = dlnow;
+    }
   }
   return 0;
 }
@@ -555,12 +618,16 @@ bool HttpClient::Impl::configure(CURL* e, Transfer& t) {
   set(curl_easy_setopt(e, CURLOPT_USERAGENT, options.user_agent.c_str()));
   set(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_millis(options.connect_timeout_s)));
   set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_millis(options.timeout_s)));
-  if (options.stall_timeout_s > 0) {
-    t.stall_after = to_duration(options.stall_timeout_s);
+  if (options.stall_timeout_s > 0 || options.header_timeout_s > 0) {
+    t.stall_after = options.stall_timeout_s > 0 ? to_duration(options.stall_timeout_s) : Clock::duration::zero();
+    t.header_after = options.header_timeout_s > 0 ? to_duration(options.header_timeout_s) : Clock::duration::zero();
+    t.min_speed = options.min_speed_bytes_s;
     t.last_progress = Clock::now();
     set(curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L));
     set(curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, &on_progress));
     set(curl_easy_setopt(e, CURLOPT_XFERINFODATA, static_cast<void*>(&t)));
+    set(curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &on_prereq));
+    set(curl_easy_setopt(e, CURLOPT_PREREQDATA, static_cast<void*>(&t)));
     set(curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header));
     set(curl_easy_setopt(e, CURLOPT_HEADERDATA, static_cast<void*>(&t)));
   }
@@ -591,7 +658,8 @@ bool HttpClient::Impl::collect_finished() {
     running.erase(it);
     curl_multi_remove_handle(multi, e);
     any = true;
-    if (code == CURLE_ABORTED_BY_CALLBACK && t->stalled) code = CURLE_OPERATION_TIMEDOUT;  // our stall check
+    // Our own timers (stall, header timeout, speed): retried like curl's timeouts.
+    if (code == CURLE_ABORTED_BY_CALLBACK && t->aborted != Transfer::Abort::none) code = CURLE_OPERATION_TIMEDOUT;
 
     HttpResponse r;
     r.url = t->request.url;
@@ -626,9 +694,7 @@ bool HttpClient::Impl::collect_finished() {
 std::string HttpClient::Impl::describe(CURLcode code, const Transfer& t, long status) const {
   const std::string curl_message = t.errbuf[0] != '\0' ? std::string(t.errbuf.data()) : curl_easy_strerror(code);
   const std::string too_large = "too large (> " + std::to_string(options.max_bytes) + " bytes)";
-  char stall_text[32];
-  std::snprintf(stall_text, sizeof stall_text, "%g", options.stall_timeout_s);
-  const std::string stalled_reason = std::string("stalled (no data for ") + stall_text + " s)";
+  const std::string stalled_reason = "stalled (no data for " + seconds_text(options.stall_timeout_s) + " s)";
   switch (code) {
     case CURLE_OK:
       return {};
@@ -639,7 +705,14 @@ std::string HttpClient::Impl::describe(CURLcode code, const Transfer& t, long st
     case CURLE_FILESIZE_EXCEEDED:
       return too_large;
     case CURLE_OPERATION_TIMEDOUT: {
-      if (t.stalled || curl_message.find("too slow") != std::string::npos) return stalled_reason;
+      switch (t.aborted) {
+        case Transfer::Abort::stalled: return stalled_reason;
+        case Transfer::Abort::no_response: return "no response (header timeout " + seconds_text(options.header_timeout_s) + " s)";
+        case Transfer::Abort::too_slow:
+          return "too slow (under " + seconds_text(options.min_speed_bytes_s) + " B/s for " +
+                 seconds_text(options.stall_timeout_s) + " s)";
+        case Transfer::Abort::none: break;
+      }
       curl_off_t connect_us = 0;
       curl_easy_getinfo(t.easy, CURLINFO_CONNECT_TIME_T, &connect_us);
       if (status == 0 && connect_us == 0) return "cannot connect: timed out";
@@ -789,6 +862,8 @@ HttpClient::HttpClient(HttpOptions options) {
   check_seconds(options.backoff_s, "backoff_s");
   check_seconds(options.max_retry_wait_s, "max_retry_wait_s");
   check_seconds(options.rate_per_host, "rate_per_host");
+  check_seconds(options.header_timeout_s, "header_timeout_s");
+  check_seconds(options.min_speed_bytes_s, "min_speed_bytes_s");
   ensure_curl_initialized();
   impl_ = std::make_unique<Impl>(std::move(options));
   impl_->multi = curl_multi_init();

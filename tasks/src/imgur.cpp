@@ -1,5 +1,7 @@
 #include "pixflow/tasks/imgur.hpp"
 
+#include "pixflow/tasks/json.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <memory>
@@ -43,23 +45,13 @@ std::string string_member(const json& object, const char* key) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-/// nlohmann's exception text without its "[json.exception.parse_error.101] " prefix.
-std::string json_error_text(const json::exception& e) {
-  std::string text = e.what();
-  if (text.rfind("[json.exception", 0) == 0) {
-    if (const auto close = text.find("] "); close != std::string::npos) text = text.substr(close + 2);
-  }
-  return text;
-}
-
 /// The `data` array of an Imgur envelope, or the listing's error.
 Expected<json> envelope_data(std::string_view text) {
-  json document;
-  try {
-    document = json::parse(text);
-  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
-    return Error{"malformed listing: " + json_error_text(e)};
-  }
+  // No size cap here (the download's max_bytes bounded the body); the depth cap keeps every later walk
+  // (dump() below, copies) off deep recursion.
+  JsonResult parsed = parse_json(text, {.max_bytes = 0, .max_depth = kJsonMaxDepth});
+  if (!parsed) return Error{"malformed listing: " + parsed.error().what()};
+  json document = std::move(parsed).value();
   if (!document.is_object()) return Error{"malformed listing: not a json object"};
 
   const auto success = document.find("success");

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <climits>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -168,20 +169,113 @@ std::string thumbnail_name(std::string_view original_name, Size box, bool severa
   return join_within_limit(stem, suffix, extension_of(format));
 }
 
+namespace {
+
+/// Removes a leading run of ASCII digits from `text`; false when there is none.
+bool consume_digits(std::string_view& text) {
+  std::size_t n = 0;
+  while (n < text.size() && text[n] >= '0' && text[n] <= '9') ++n;
+  text.remove_prefix(n);
+  return n > 0;
+}
+
+/// True for "_thumbnail" or "_thumbnail_<W>x<H>" ending `text`.
+bool ends_with_thumbnail_suffix(std::string_view text) {
+  constexpr std::string_view marker = "_thumbnail";
+  if (text.ends_with(marker)) return true;
+  const auto at = text.rfind("_thumbnail_");
+  if (at == std::string_view::npos) return false;
+  std::string_view box = text.substr(at + marker.size() + 1);  // "<W>x<H>"
+  return consume_digits(box) && !box.empty() && box.front() == 'x' && (box.remove_prefix(1), consume_digits(box)) &&
+         box.empty();
+}
+
+}  // namespace
+
+bool is_thumbnail_name(std::string_view name) {
+  const auto [rest, ext] = split_extension(name);
+  bool known_extension = false;
+  for (const ImageFormat format : {ImageFormat::jpeg, ImageFormat::png, ImageFormat::webp, ImageFormat::gif,
+                                   ImageFormat::bmp, ImageFormat::tiff})
+    known_extension = known_extension || ext == extension_of(format);
+  if (!known_extension) return false;
+  if (ends_with_thumbnail_suffix(rest)) return true;
+  // NameRegistry's "-<n>" (n >= 2, no leading zero) after the thumbnail suffix.
+  const auto dash = rest.rfind('-');
+  if (dash == std::string_view::npos) return false;
+  std::string_view number = rest.substr(dash + 1);
+  if (number.empty() || number.front() == '0' || number == "1") return false;
+  std::string_view digits = number;
+  return consume_digits(digits) && digits.empty() && ends_with_thumbnail_suffix(rest.substr(0, dash));
+}
+
+std::size_t NameRegistry::FoldedHash::operator()(std::string_view name) const noexcept {
+  // FNV-1a over the ASCII-lower-cased bytes, then a final mix so the low bits (the bucket) depend on all.
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char c : name) {
+    h ^= static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 32;
+  return static_cast<std::size_t>(h);
+}
+
+bool NameRegistry::FoldedEqual::operator()(std::string_view a, std::string_view b) const noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    char y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
 std::string NameRegistry::claim(std::string_view name, std::string_view key) {
   const std::string wanted = sanitize_name(name);
   const std::lock_guard lock(mutex_);
-  if (auto given = by_key_.find(std::string(key)); given != by_key_.end()) return given->second;
-  std::string candidate = wanted;
-  const auto [stem, ext] = split_extension(wanted);
-  for (unsigned long long n = 2; taken_.contains(ascii_lower(candidate)); ++n) {
-    std::string suffix = std::to_string(n);
-    suffix.insert(suffix.begin(), '-');  // not "-" + to_string(n): GCC 12 -O2 warns (-Wrestrict, PR105651)
-    candidate = join_within_limit(stem, suffix, ext);
-  }
-  taken_.insert(ascii_lower(candidate));
-  by_key_.emplace(std::string(key), candidate);
+  if (auto given = by_key_.find(key); given != by_key_.end()) return given->second;
+  const std::string candidate = next_free(wanted);
+  // by_key_'s nodes never move: taken_ views the name stored there.
+  const auto stored = by_key_.emplace(std::string(key), candidate).first;
+  taken_.insert(std::string_view(stored->second));
   return candidate;
+}
+
+std::string NameRegistry::next_free(const std::string& wanted) {
+  if (!taken_.contains(wanted)) return wanted;
+  // The candidates are wanted, then "<stem>-2<ext>", "-3", ... in that order; the first one not taken
+  // wins. The stem is cut so the name fits max_name_bytes, which depends only on how many digits the
+  // suffix has: the candidates with d digits form one run, "<cut stem>-<n><ext>" for n in [from, to).
+  // Names are only ever added, so the candidates of a run that were found taken stay taken: each run
+  // remembers where its search stopped (next_suffix_, keyed by the run's case-folded cut stem, extension
+  // and digit count), and no candidate is tried twice. The result is the one the plain search from 2
+  // gives; each claim costs amortised O(1) lookups however many claims share a name.
+  const auto [stem, ext] = split_extension(wanted);
+  unsigned long long from = 2;
+  unsigned long long to = 10;
+  for (std::size_t digits = 1;; ++digits, from = to, to *= 10) {
+    const std::size_t fixed = digits + 1 + ext.size();
+    const std::string_view cut = utf8_prefix(stem, fixed < max_name_bytes ? max_name_bytes - fixed : 0);
+    std::string run_key = ascii_lower(cut);
+    run_key += '\0';  // not in a sanitized name
+    run_key += ascii_lower(ext);
+    run_key += '\0';
+    run_key += std::to_string(digits);
+    auto [next, inserted] = next_suffix_.try_emplace(std::move(run_key), from);
+    for (unsigned long long& n = next->second; n < to; ++n) {
+      std::string suffix = std::to_string(n);
+      suffix.insert(suffix.begin(), '-');  // not "-" + to_string(n): GCC 12 -O2 warns (-Wrestrict, PR105651)
+      std::string candidate = join_within_limit(stem, suffix, ext);
+      if (!taken_.contains(candidate)) {
+        ++n;
+        return candidate;
+      }
+    }
+    if (digits == 19) break;  // 10^19 candidates taken: cannot happen with memory to hold them
+  }
+  throw std::length_error("NameRegistry: no free name");
 }
 
 }  // namespace pixflow::tasks

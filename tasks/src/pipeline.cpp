@@ -20,8 +20,8 @@
 #include "pixflow/engine/graph.hpp"
 #include "pixflow/tasks/blocking_pool.hpp"
 #include "pixflow/tasks/decode.hpp"
-#include "pixflow/tasks/http.hpp"
 #include "pixflow/tasks/naming.hpp"
+#include "pixflow/tasks/output_lock.hpp"
 #include "pixflow/tasks/sources.hpp"
 #include "pixflow/tasks/thumbnail.hpp"
 #include "pixflow/tasks/write.hpp"
@@ -107,6 +107,10 @@ class Ledger {
     item.reason = std::move(reason);
     item.outputs = std::move(outputs);
     if (on_item_) on_item_(item);
+  }
+  void set_detail(std::size_t id, std::string detail) {
+    std::lock_guard lock(mutex_);
+    entries_.at(id).item.detail = std::move(detail);
   }
   void set_attempts(std::size_t id, int attempts) {
     std::lock_guard lock(mutex_);
@@ -201,25 +205,6 @@ ImageFormat planned_format(std::string_view name, ImageFormat requested) {
   if (lower == ".jpg" || lower == ".jpeg") return ImageFormat::jpeg;
   if (lower == ".webp") return ImageFormat::webp;
   return ImageFormat::png;
-}
-
-HttpOptions http_options(const PipelineConfig& config) {
-  const auto& d = config.download;
-  HttpOptions options;
-  const std::size_t downloads = d.concurrency.is_unlimited() ? 256 : d.concurrency.limit();
-  const std::size_t pages = config.fetch_concurrency.is_unlimited() ? 16 : config.fetch_concurrency.limit();
-  options.max_in_flight = downloads + pages;
-  options.per_host = d.per_host;
-  options.connect_timeout_s = d.connect_timeout_s;
-  options.timeout_s = d.timeout_s;
-  options.stall_timeout_s = d.stall_timeout_s;
-  options.max_bytes = d.max_bytes;
-  options.max_redirects = d.max_redirects;
-  options.retries = d.retries;
-  options.backoff_s = d.backoff_s;
-  options.max_retry_wait_s = d.max_retry_wait_s;
-  options.rate_per_host = d.rate_per_host;
-  return options;
 }
 
 /// The disk pool's threads: one per write in flight (they mostly sleep in fsync).
@@ -364,12 +349,12 @@ class PipelineRun {
     if (!options_.force) {
       // Files only ever appear under their final name complete (temporary + rename).
       const bool all_there = std::all_of(outputs.begin(), outputs.end(),
-                                         [&](const std::string& name) { return std::filesystem::exists(options_.out / name); });
+                                         [&](const std::string& name) { return output_complete(options_.out, name); });
       if (all_there) {
         ledger_.finish(job.id, ItemStatus::skipped, "", "already done", std::move(outputs));
         return std::nullopt;
       }
-      job.original_on_disk = options_.save_originals && std::filesystem::exists(options_.out / job.name);
+      job.original_on_disk = options_.save_originals && output_complete(options_.out, job.name);
     }
     ledger_.plan_outputs(job.id, std::move(outputs));
     return job;
@@ -429,26 +414,36 @@ class PipelineRun {
 
   void build(const FolderSource& source) {
     listing_done_.store(true);
-    auto files = shape_only_ ? decltype(list_image_folder(source.dir))(std::vector<std::filesystem::path>{}) : list_image_folder(source.dir);
-    if (!files) {
-      note_listing_error(0, files.error().reason);
+    // Every entry of the folder is in the report: the files it takes, and the others skipped with why
+    // (not an image, not a regular file, pixflow's own outputs when OUT is that folder).
+    auto entries = shape_only_ ? decltype(scan_image_folder(source.dir))(std::vector<FolderEntry>{})
+                               : scan_image_folder(source.dir, options_.out);
+    if (!entries) {
+      note_listing_error(0, entries.error().reason);
       return;
     }
     auto jobs = std::make_shared<std::vector<Job>>();
     plan_all(
-        files->size(),
+        entries->size(),
         [&](std::size_t n) {
-          const auto& path = (*files)[n];
-          if (auto job = plan(path.string(), true, {n, 0}, sanitize_name(path.filename().string()))) jobs->push_back(std::move(*job));
+          const FolderEntry& entry = (*entries)[n];
+          if (!entry.skip_reason.empty()) {
+            ledger_.finish(ledger_.add(input_item(entry.path.string(), true), {n, 0}), ItemStatus::skipped, "list",
+                           entry.skip_reason);
+            return;
+          }
+          if (auto job = plan(entry.path.string(), true, {n, 0}, sanitize_name(entry.path.filename().string())))
+            jobs->push_back(std::move(*job));
         },
-        [&](std::size_t n) { return input_item((*files)[n].string(), true); });
+        [&](std::size_t n) { return input_item((*entries)[n].path.string(), true); });
     decode_and_write(graph_.source("source", job_source(jobs, ledger_))
                          .limit()
-                         .compute("read", config_.download.concurrency, [](Job job) -> pixflow::Result<Fetched> {
-                           auto bytes = read_file(job.path);
-                           if (!bytes) return pixflow::Failure{bytes.error().reason};
-                           return Fetched{std::move(job), std::move(bytes).value()};
-                         }));
+                         .compute("read", config_.download.concurrency,
+                                  [max_bytes = config_.download.max_bytes](Job job) -> pixflow::Result<Fetched> {
+                                    auto bytes = read_file(job.path, max_bytes);
+                                    if (!bytes) return pixflow::Failure{bytes.error().reason};
+                                    return Fetched{std::move(job), std::move(bytes).value()};
+                                  }));
   }
 
   // --- the listing -------------------------------------------------------------------------------
@@ -562,7 +557,7 @@ class PipelineRun {
       // Resume: the original was written by an earlier run (atomically, so it is complete). Read on
       // the disk pool; if it cannot be read after all, download it.
       return disk_->submit([this, job = std::move(job), done]() mutable {
-        auto bytes = read_file(options_.out / job.name);
+        auto bytes = read_file(options_.out / job.name, config_.download.max_bytes);
         if (bytes) return done(Fetched{std::move(job), std::move(bytes).value()});
         job.original_on_disk = false;
         download(std::move(job), done);
@@ -586,7 +581,7 @@ class PipelineRun {
         fetched
             .compute("decode", config_.decode_concurrency,
                      [this](Fetched item) -> pixflow::Result<Decoded> {
-                       auto image = decode_image(item.bytes, box_);
+                       auto image = decode_image(item.bytes, box_, decode_limits_);
                        if (!image) return pixflow::Failure{image.error().reason};
                        // An original read back from OUT (resume) is not written again.
                        const bool write_original = options_.save_originals && !item.job.original_on_disk;
@@ -632,19 +627,25 @@ class PipelineRun {
         });
   }
 
-  /// Writes an item's original (unless it is already in OUT) and its thumbnails, each atomically.
-  pixflow::Result<Written> write_outputs(const Encoded& item) const {
+  /// Writes an item's original (unless it is already in OUT) and its thumbnails, each atomically. A
+  /// failure's reason is the same for every item ("cannot write: no space left on device"), so they
+  /// group; the file at fault goes into the item's `detail`.
+  pixflow::Result<Written> write_outputs(const Encoded& item) {
     Written written{item.job.id, {}};
+    const auto failed = [&](const Error& error) {
+      ledger_.set_detail(item.job.id, error.detail);
+      return pixflow::Failure{error.reason};
+    };
     if (options_.save_originals) {
       if (!item.job.original_on_disk) {
         auto path = write_file_atomically(options_.out, item.job.name, item.original);
-        if (!path) return pixflow::Failure{path.error().reason};
+        if (!path) return failed(path.error());
       }
       written.outputs.push_back(item.job.name);
     }
     for (const auto& [name, bytes] : item.thumbnails) {
       auto path = write_file_atomically(options_.out, name, bytes);
-      if (!path) return pixflow::Failure{path.error().reason};
+      if (!path) return failed(path.error());
       written.outputs.push_back(name);
     }
     return written;
@@ -654,6 +655,7 @@ class PipelineRun {
   const std::filesystem::file_time_type started_on_disk_clock_ = std::filesystem::file_time_type::clock::now();
   const PipelineConfig& config_;
   const Size box_;
+  const DecodeLimits decode_limits_{.max_memory_bytes = config_.decode_max_memory_mb << 20};
   const bool several_sizes_;
   GalleryQuery query_;
   Ledger ledger_;
@@ -678,11 +680,32 @@ std::string pipeline_dot(const Source& source, const PipelineOptions& options) {
   return run.dot(source);
 }
 
+HttpOptions http_options(const PipelineConfig& config) {
+  const auto& d = config.download;
+  HttpOptions options;
+  const std::size_t downloads = d.concurrency.is_unlimited() ? 256 : d.concurrency.limit();
+  const std::size_t pages = config.fetch_concurrency.is_unlimited() ? 16 : config.fetch_concurrency.limit();
+  options.max_in_flight = downloads + pages;
+  options.per_host = d.per_host;
+  options.connect_timeout_s = d.connect_timeout_s;
+  options.timeout_s = d.timeout_s;
+  options.header_timeout_s = d.header_timeout_s;
+  options.stall_timeout_s = d.stall_timeout_s;
+  options.min_speed_bytes_s = static_cast<double>(d.min_speed_bytes_s);
+  options.max_bytes = d.max_bytes;
+  options.max_redirects = d.max_redirects;
+  options.retries = d.retries;
+  options.backoff_s = d.backoff_s;
+  options.max_retry_wait_s = d.max_retry_wait_s;
+  options.rate_per_host = d.rate_per_host;
+  return options;
+}
+
 PipelineReport run_pipeline(const Source& source, const PipelineOptions& options) {
-  std::error_code ec;
-  std::filesystem::create_directories(options.out, ec);
-  if (ec) throw std::runtime_error("cannot create output folder " + options.out.string() + ": " + ec.message());
-  remove_stale_temporaries(options.out);
+  // Creates OUT, proves it writable, keeps other runs out, and (when alone) removes the temporaries
+  // of crashed runs.
+  auto lock = OutputLock::acquire(options.out, options.output_lock);
+  if (!lock) throw OutputFolderError(lock.error().reason);
   // TBB owns the cores: OpenCV must not start threads of its own inside a node.
   cv::setNumThreads(1);
   PipelineRun run(options);

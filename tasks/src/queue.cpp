@@ -28,6 +28,7 @@
 #include "pixflow/engine/cancel.hpp"
 #include "pixflow/engine/executor.hpp"
 #include "pixflow/tasks/http.hpp"
+#include "pixflow/tasks/json.hpp"
 
 namespace pixflow::tasks {
 namespace {
@@ -593,6 +594,9 @@ class Worker {
 
   WorkerReport run() {
     const auto start = Clock::now();
+    // Held shared for the worker's whole life: other workers may share OUT, a local run may not.
+    auto output = OutputLock::acquire(options_.pipeline.out, OutputLock::Mode::shared);
+    if (!output) throw OutputFolderError(output.error().reason);
     main_.connect();  // the first connection must work: a wrong address fails fast
     ensure_group(main_, keys_);
     const double tick_s = std::clamp(options_.queue_config.claim_idle_s / 3, 0.05, 1.0);
@@ -764,6 +768,7 @@ class Worker {
 
     PipelineOptions options = options_.pipeline;
     if (options.executor == nullptr) options.executor = &executor_;  // one set of threads for every batch
+    options.output_lock = OutputLock::Mode::shared;
     options.on_item = [&](const ItemReport& item) {
       if (by_url.count(item.input) != 0) {
         std::lock_guard lock(mutex);
@@ -926,29 +931,39 @@ nlohmann::json to_json(const QueueConfig& c) {
 }
 
 WorkerConfig load_worker_config(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  json document;
-  if (std::error_code ec; in && !std::filesystem::is_directory(file, ec)) {
-    std::ostringstream text;
-    text << in.rdbuf();
-    document = json::parse(text.str(), nullptr, false);
-  } else {
-    document = json::value_t::discarded;
-  }
-  // Unreadable or not JSON: load_config gives the error in its usual words (with line and column).
-  if (document.is_discarded()) return {load_config(file), {}};
+  // The same bounded read as load_config (at most 1 MiB, 64 levels, exactly one value), errors in its words.
+  JsonResult document = read_json_file(file);
+  if (!document) throw config_file_error(file, document.error());
   WorkerConfig config;
   try {
-    config.queue = parse_queue_config(document);
-    if (document.is_object()) document.erase("redis");
-    config.pipeline = parse_config(document);
+    config.queue = parse_queue_config(*document);
+    if (document->is_object()) document->erase("redis");
+    config.pipeline = parse_config(*document);
   } catch (const ConfigError& e) {
     throw ConfigError(file, e.path(), e.message());
   }
   return config;
 }
 
-// --- status --------------------------------------------------------------------------------------
+// --- status ---------------------------------------------------------------------------------------
+
+namespace {
+
+/// A string member of a result object; "" when absent, not a string, or the result is no object.
+std::string text_field(const json& result, const char* key) {
+  if (!result.is_object()) return {};
+  const auto it = result.find(key);
+  return it != result.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+/// The result's "index" (an unsigned integer); 0 when absent or of another type.
+std::uint64_t index_field(const json& result) {
+  if (!result.is_object()) return 0;
+  const auto it = result.find("index");
+  return it != result.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
+}  // namespace
 
 nlohmann::ordered_json to_json(const QueueStatus& s) {
   using ojson = nlohmann::ordered_json;
@@ -1066,15 +1081,18 @@ QueueStatus WorkQueue::status() {
     cursor = r.elements[0].str;
     const auto& pairs = r.elements[1].elements;
     for (std::size_t i = 0; i + 1 < pairs.size(); i += 2) {
-      const json result = json::parse(pairs[i + 1].str, nullptr, false);
-      const std::string status = result.is_object() ? result.value("status", "") : "";
+      // Written by workers, but read back from a shared server: bounded (64 levels; Redis caps the size)
+      // and read field by field, so a foreign value counts as pending rather than crashing `status`.
+      const JsonResult parsed = parse_json(pairs[i + 1].str, {.max_bytes = 0, .max_depth = kJsonMaxDepth});
+      const json result = parsed ? *parsed : json();
+      const std::string status = text_field(result, "status");
       if (status == "ok" || status == "skipped") {
         ++s.done;
         if (status == "skipped") ++s.skipped;
       } else if (status == "failed") {
         ++s.failed;
-        s.failures.push_back({pairs[i].str, result.value("stage", ""), result.value("reason", ""),
-                              result.value("worker", ""), result.value("index", std::uint64_t{0})});
+        s.failures.push_back({pairs[i].str, text_field(result, "stage"), text_field(result, "reason"),
+                              text_field(result, "worker"), index_field(result)});
       }
     }
   } while (cursor != "0");

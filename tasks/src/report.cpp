@@ -40,6 +40,7 @@ nlohmann::json to_json(const PipelineReport& report) {
     entry["status"] = name_of(item.status);
     if (item.status == ItemStatus::failed || item.status == ItemStatus::skipped) entry["reason"] = item.reason;
     if (!item.stage.empty()) entry["stage"] = item.stage;
+    if (!item.detail.empty()) entry["detail"] = item.detail;
     entry["outputs"] = item.outputs;
     if (item.attempts > 0) entry["attempts"] = item.attempts;
     items.push_back(std::move(entry));

@@ -1,18 +1,20 @@
 #include "pixflow/tasks/write.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <random>
-#include <charconv>
-#include <cerrno>
-#include <csignal>
 #include <string>
 #include <system_error>
+
+#include "errno_reason.hpp"
 
 namespace pixflow::tasks {
 
@@ -36,13 +38,14 @@ std::string temporary_name() {
   return std::string(temporary_prefix) + suffix;
 }
 
-/// strerror's text in lower case, as report reasons are ("no such file or directory").
-std::string reason(int error) {
-  std::string text = std::generic_category().message(error);
-  for (char& c : text) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return text;
+/// What stands at a name that is not a regular file, for "cannot write: name taken by a <kind>".
+const char* kind_of(mode_t mode) {
+  if (S_ISLNK(mode)) return "symlink";
+  if (S_ISDIR(mode)) return "folder";
+  if (S_ISFIFO(mode)) return "fifo";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "device";
+  return "special file";
 }
 
 /// Closes the descriptor and removes the temporary file unless released.
@@ -83,13 +86,15 @@ Expected<std::filesystem::path> write_file_atomically(const std::filesystem::pat
                                                       std::span<const std::uint8_t> bytes) {
   if (!is_plain_name(name)) return Error{"unsafe name"};
   const std::filesystem::path target = dir / std::filesystem::path(std::string(name));
-  auto failure = [&](int error) { return Error{"cannot write " + target.string() + ": " + reason(error)}; };
+  // The reason has no path (a full disk is one line in "failures by reason"); the path is the detail.
+  // Every reason starts with "cannot write" (the queue worker retries those on this machine).
+  auto failure = [&](int error) { return Error{"cannot write: " + detail::errno_reason(error), target.string()}; };
 
   std::filesystem::path temporary;
   int fd = -1;
   for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
     temporary = dir / temporary_name();
-    fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST) return failure(errno);
   }
   if (fd < 0) return failure(EEXIST);
@@ -106,10 +111,23 @@ Expected<std::filesystem::path> write_file_atomically(const std::filesystem::pat
   }
   if (::fsync(file.fd()) != 0) return failure(errno);
   if (const int error = file.close(); error != 0) return failure(error);
+  // rename replaces the directory entry: it never writes through a symlink, nor opens a FIFO or device
+  // standing at the name. Such a thing was not written by pixflow (it writes regular files only), so it
+  // is left alone and reported rather than replaced.
+  if (struct stat existing {}; ::lstat(target.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode))
+    return Error{std::string("cannot write: name taken by a ") + kind_of(existing.st_mode), target.string()};
   if (::rename(temporary.c_str(), target.c_str()) != 0) return failure(errno);
   file.release();
   sync_directory(dir);
   return target;
+}
+
+bool output_complete(const std::filesystem::path& out, std::string_view name) {
+  if (!is_plain_name(name) || name.front() == '.') return false;  // outputs are never hidden files
+  const std::filesystem::path path = out / std::filesystem::path(std::string(name));
+  struct stat info {};
+  // lstat: a symlink is not followed (nor anything opened), whatever it points to.
+  return ::lstat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0;
 }
 
 namespace {
@@ -123,9 +141,17 @@ bool writer_is_gone(std::string_view name) {
   if (pid == ::getpid()) return false;
   return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
+
+/// True for a temporary written by this process (the pid in its name).
+bool written_by_this_process(std::string_view name) {
+  name.remove_prefix(temporary_prefix.size());
+  int pid = 0;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+  return ec == std::errc{} && end != name.data() + name.size() && *end == '-' && pid == ::getpid();
+}
 }  // namespace
 
-std::size_t remove_stale_temporaries(const std::filesystem::path& dir) {
+std::size_t remove_stale_temporaries(const std::filesystem::path& dir, Leftovers which) {
   std::size_t removed = 0;
   std::error_code ec;
   std::filesystem::directory_iterator it(dir, ec);
@@ -133,7 +159,10 @@ std::size_t remove_stale_temporaries(const std::filesystem::path& dir) {
   for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     const std::filesystem::directory_entry& entry = *it;
     const std::string name = entry.path().filename().string();
-    if (!name.starts_with(temporary_prefix) || !writer_is_gone(name)) continue;
+    if (!name.starts_with(temporary_prefix)) continue;
+    const bool stale =
+        which == Leftovers::all_but_this_process ? !written_by_this_process(name) : writer_is_gone(name);
+    if (!stale) continue;
     std::error_code entry_ec;
     if (!entry.is_regular_file(entry_ec) && !entry.is_symlink(entry_ec)) continue;
     if (std::filesystem::remove(entry.path(), entry_ec)) ++removed;

@@ -53,7 +53,8 @@ def main():
     if not m or int(m[1]) != len(images):
         problems.append(f"report: grayscale should count {len(images)} items")
     expected = {photo.stem + "_thumbnail" + THUMB_EXT[photo.suffix.lower()] for photo in images}
-    extra = sorted(p.name for p in out.iterdir() if p.name not in expected) if out.is_dir() else []
+    # OUT's lock file (.pixflow.lock) stays: it is how a run keeps others out, never an output.
+    extra = sorted(p.name for p in out.iterdir() if p.name not in expected and p.name != ".pixflow.lock") if out.is_dir() else []
     if extra:
         problems.append(f"unexpected files in {out}: {extra}")
     for photo in images:

@@ -8,9 +8,10 @@
 /// {"threads": 0, "max_in_flight": 64, "timeout_s": 0,
 ///  "nodes": {"fetch":     {"concurrency": 2},
 ///            "download":  {"concurrency": 32, "per_host": 32, "connect_timeout_s": 10, "timeout_s": 120,
-///                          "stall_timeout_s": 30, "max_bytes": 67108864, "max_redirects": 5,
+///                          "header_timeout_s": 30, "stall_timeout_s": 30, "min_speed_bytes_s": 1024,
+///                          "max_bytes": 67108864, "max_redirects": 5,
 ///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0},
-///            "decode":    {"concurrency": "unlimited"},
+///            "decode":    {"concurrency": "unlimited", "max_memory_mb": 512},
 ///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
 ///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3},
 ///            "write":     {"concurrency": 4}}}
@@ -40,6 +41,8 @@
 
 namespace pixflow::tasks {
 
+struct JsonError;  // json.hpp
+
 /// `/nodes/download/...`: the HTTP transfers (gallery images and URL-list entries).
 struct DownloadConfig {
   pixflow::Concurrency concurrency{32};  ///< transfers in flight at once (not threads)
@@ -49,7 +52,13 @@ struct DownloadConfig {
   std::size_t per_host = 32;
   double connect_timeout_s = 10;         ///< TCP+TLS connect limit, > 0
   double timeout_s = 120;                ///< whole transfer limit (from start, not from queueing), > 0
+  /// Request sent to response headers complete, per attempt (and per redirect), > 0: a server that
+  /// accepts and never answers fails "no response (header timeout 30 s)" instead of waiting timeout_s.
+  double header_timeout_s = 30;
   double stall_timeout_s = 30;           ///< abort a body that makes no progress for this long, > 0
+  /// Abort a body averaging under this many bytes/s over a window of stall_timeout_s, >= 0 (0: off):
+  /// "too slow (under 1024 B/s for 30 s)". 1 KiB/s passes any real link and fails a byte-a-second trickle.
+  std::size_t min_speed_bytes_s = 1024;
   std::size_t max_bytes = 64u << 20;     ///< body size cap, enforced while receiving, >= 1
   long max_redirects = 5;                ///< redirects followed, 0..100 (0: none)
   int retries = 3;                       ///< extra attempts after a failure that may pass (connect, timeout,
@@ -79,6 +88,9 @@ struct PipelineConfig {
   pixflow::Concurrency fetch_concurrency{2};           ///< `/nodes/fetch/concurrency`: listing pages in flight
   DownloadConfig download;                             ///< `/nodes/download/...`
   pixflow::Concurrency decode_concurrency = pixflow::Concurrency::unlimited();  ///< `/nodes/decode/concurrency`
+  /// `/nodes/decode/max_memory_mb`: what one decode may allocate (decode.hpp's DecodeLimits), 16..65536;
+  /// a larger image is refused as "image too large (WxH)" before any pixel is decoded.
+  std::size_t decode_max_memory_mb = 512;
   ThumbnailConfig thumbnail;                           ///< `/nodes/thumbnail/...`
   pixflow::Concurrency write_concurrency{4};           ///< `/nodes/write/concurrency`
   friend bool operator==(const PipelineConfig&, const PipelineConfig&) = default;
@@ -89,7 +101,7 @@ inline constexpr std::size_t kMaxThreads = 4096;
 inline constexpr std::size_t kMaxConcurrency = 1'000'000;     ///< also the bound of per_host
 inline constexpr std::size_t kMaxInFlight = 1'000'000;
 inline constexpr double kMaxSeconds = 10'000'000;               ///< any *_s value
-inline constexpr std::size_t kMaxBytes = std::size_t{1} << 40;  ///< 1 TiB
+inline constexpr std::size_t kMaxBytes = std::size_t{1} << 40;  ///< 1 TiB; also the bound of min_speed_bytes_s
 inline constexpr long kMaxRedirects = 100;
 inline constexpr int kMaxRetries = 100;
 inline constexpr double kMaxRatePerHost = 1'000'000;           ///< requests per second
@@ -129,10 +141,17 @@ class ConfigError : public std::runtime_error {
 /// sorts them), so the error reported is deterministic: the first one in that order.
 PipelineConfig parse_config(const nlohmann::json& document, PipelineConfig defaults = {});
 
-/// Reads and parses a JSON file onto `defaults`. Throws ConfigError with the file named: when it
-/// cannot be read ("cannot read: No such file or directory"), on a syntax error (with line and
-/// column), or for any error parse_config reports.
+/// Reads and parses a JSON file onto `defaults`, with read_json_file (json.hpp): at most 1 MiB is read
+/// (from a file, a pipe or a device), nesting is capped at 64 levels, and the file must hold exactly one
+/// JSON value. Throws ConfigError with the file named: when it cannot be read ("cannot read: No such
+/// file or directory"), is too large ("too large (more than 1 MiB)"), on a JSON-level error (with line,
+/// column and byte offset: "line 1, column 65: too deeply nested (more than 64 levels) at byte 64",
+/// "line 1, column 3: unexpected NUL byte at byte 2"), or for any error parse_config reports.
 PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig defaults = {});
+
+/// The ConfigError load_config throws for a file read_json_file refused: "cannot read: ..." and "too
+/// large (...)" as they are, JSON-level errors prefixed with "line L, column C: ".
+ConfigError config_file_error(const std::filesystem::path& file, const JsonError& error);
 
 /// Command-line values that override a config file (`--size`, `--format`, `--threads`); empty = keep.
 struct ConfigOverrides {

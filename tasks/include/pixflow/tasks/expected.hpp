@@ -20,9 +20,12 @@
 
 namespace pixflow::tasks {
 
-/// Why one item failed, in words fit for a report (`"http 404"`, `"corrupt jpeg"`).
+/// Why one item failed, in words fit for a report (`"http 404"`, `"corrupt jpeg"`). The reason never
+/// holds a per-item path, so a report can group failures by it (a full disk is one line, not one per
+/// file); what it is about, when that helps (the file that could not be written), goes in `detail`.
 struct Error {
   std::string reason;
+  std::string detail{};  ///< e.g. the path that could not be written; may be empty
 };
 
 /// Either a T or an Error. A small stand-in for C++23's std::expected.

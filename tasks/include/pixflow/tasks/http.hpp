@@ -8,8 +8,12 @@
 /// really starts. This is what the engine's download stage wraps in a `tbb::flow::async_node` (DESIGN.md
 /// facts 1 and 7): TBB workers never block on the network.
 ///
+/// Three timers watch each attempt besides `timeout_s`: the header timeout (request sent to the end of the
+/// response headers: a server that accepts and never answers), the stall timeout (no byte at all) and the
+/// minimum speed (a body trickling a byte a second). Each has its own reason, and all are retried.
+///
 /// Failed attempts are retried (`retries` times) when the failure may pass: connect errors, timeouts,
-/// stalled or truncated bodies, 5xx and 429. The wait before retry n is `backoff_s * 2^(n-1)` with equal
+/// stalled, slow or truncated bodies, missing responses, 5xx and 429. The wait before retry n is `backoff_s * 2^(n-1)` with equal
 /// jitter (a random point in its upper half), capped at `max_retry_wait_s`; a 429 or 503 with a
 /// `Retry-After` (seconds or an HTTP date) waits that long instead, also capped: a longer Retry-After
 /// still waits only the cap, then retries. A waiting retry holds no transfer slot and does not block the
@@ -41,7 +45,14 @@ struct HttpOptions {
   std::size_t per_host = 16;           ///< transfers (and connections) running at once to one host:port
   double connect_timeout_s = 10;       ///< connecting, per attempt (0: curl's default)
   double timeout_s = 120;              ///< whole transfer, counted from its start, not queue time (0: none)
+  /// Fail when the response headers are not complete this long after the request was sent (each request
+  /// of a redirect chain has its own); "no response (header timeout 30 s)". 0: off (timeout_s still applies).
+  double header_timeout_s = 30;
   double stall_timeout_s = 30;         ///< fail when a response sends no byte for this long (checked about every second; 0: off)
+  /// Fail when the body averages less than this many bytes per second over a window of stall_timeout_s
+  /// (windows follow one another from the end of the headers); "too slow (under 1024 B/s for 30 s)".
+  /// 0, or stall_timeout_s 0: off. The default passes a 10 kbit/s link.
+  double min_speed_bytes_s = 1024;
   std::size_t max_bytes = 64u << 20;   ///< body size cap, checked on Content-Length and while streaming (0: none)
   long max_redirects = 5;              ///< redirects followed before "too many redirects"
   std::string user_agent = "pixflow/0.1";
@@ -65,7 +76,8 @@ struct HttpResponse {
   std::vector<std::uint8_t> body;      ///< the (decoded) body; partial or empty on failure
   std::string content_type;            ///< lower-case, without parameters ("image/jpeg"); "" when absent
   /// Empty when the transfer completed (whatever the status); else "timed out",
-  /// "stalled (no data for 30 s)", "truncated body", "too large (> 67108864 bytes)", "too many redirects",
+  /// "no response (header timeout 30 s)", "stalled (no data for 30 s)",
+  /// "too slow (under 1024 B/s for 30 s)", "truncated body", "too large (> 67108864 bytes)", "too many redirects",
   /// "unsupported scheme (file)", "invalid url", "cannot connect: ...", "cancelled", or curl's message.
   /// After retries: the last attempt's (status too).
   std::string error;
@@ -91,8 +103,8 @@ class HttpClient {
   using Callback = std::function<void(HttpResponse)>;
 
   /// Starts the loop thread. Throws std::runtime_error when libcurl cannot be set up,
-  /// std::invalid_argument when max_in_flight or per_host is 0, or retries, backoff_s, max_retry_wait_s or
-  /// rate_per_host is negative (or not finite).
+  /// std::invalid_argument when max_in_flight or per_host is 0, or retries, backoff_s, max_retry_wait_s,
+  /// rate_per_host, header_timeout_s or min_speed_bytes_s is negative (or not finite).
   explicit HttpClient(HttpOptions options = {});
   /// Cancels queued, running and retry-waiting transfers (each pending callback runs with error
   /// "cancelled", on the loop thread), then joins the loop thread. Must not be called from a callback.

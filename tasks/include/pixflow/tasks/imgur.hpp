@@ -68,8 +68,10 @@ struct GalleryPage {
 };
 
 /// Parses one gallery page (`{"data": [...], "success": true, "status": 200}`).
-/// Errors: "malformed listing: <json error>", "malformed listing: data is not an array",
-/// "listing error 403: <data.error>" (success false).
+/// Errors: "malformed listing: <json error> at byte N" (parse_json in json.hpp: a syntax error, trailing
+/// data or a NUL, "too deeply nested (more than 64 levels)"), "malformed listing: data is not an array",
+/// "listing error 403: <data.error>" (success false). The text's size is not capped here: the
+/// download's max_bytes bounds it.
 /// Items without a link are ignored. Items whose type starts with "image/" (or that have no type)
 /// are kept; others are listed with skip_reason "not an image (<type>)". Albums (`is_album`) with
 /// `images[]` are expanded in place; albums with only `images_count`/`cover` go to albums_to_expand

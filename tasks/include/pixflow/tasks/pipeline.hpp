@@ -23,6 +23,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <variant>
@@ -33,8 +34,10 @@
 #include "pixflow/engine/result.hpp"
 #include "pixflow/engine/stats.hpp"
 #include "pixflow/tasks/config.hpp"
+#include "pixflow/tasks/http.hpp"
 #include "pixflow/tasks/image_types.hpp"
 #include "pixflow/tasks/imgur.hpp"
+#include "pixflow/tasks/output_lock.hpp"
 #include "pixflow/tasks/report.hpp"
 
 namespace pixflow::tasks {
@@ -95,6 +98,9 @@ struct Progress {
 struct PipelineOptions {
   PipelineConfig config;
   std::filesystem::path out;       ///< created if missing
+  /// How the run holds OUT (output_lock.hpp): exclusively (a second local run into it fails at once),
+  /// or shared (Redis workers, which hold it shared for their whole life and cooperate).
+  OutputLock::Mode output_lock = OutputLock::Mode::exclusive;
   bool save_originals = true;      ///< also write each downloaded original as OUT/<name>
   /// Redo items whose outputs already exist. Without it, an item whose outputs are all in OUT is
   /// `skipped` ("already done"), and one whose original is there is thumbnailed from that file.
@@ -115,8 +121,23 @@ struct PipelineOptions {
   pixflow::Executor* executor = nullptr;
 };
 
+/// The HTTP client options a run uses for `config` (the one mapping of the config's download keys):
+/// transfers in flight for downloads plus listing pages, the per-host cap, timeouts, size cap, retries.
+///
+/// @code
+/// pixflow::tasks::HttpClient http(pixflow::tasks::http_options(config));
+/// @endcode
+HttpOptions http_options(const PipelineConfig& config);
+
+/// The output folder cannot be used: it cannot be created or locked (not a folder, read-only), or
+/// another run holds it. Thrown by run_pipeline before anything ran.
+struct OutputFolderError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// Runs the pipeline to the end (or until cancelled by timeout, interrupt or `stop`). Never throws for
-/// a bad item; throws std::runtime_error only when the output folder cannot be created.
+/// a bad item; throws OutputFolderError, before anything ran, when OUT cannot be used. Takes OUT's lock
+/// (`output_lock`) for the whole run.
 ///
 /// Thumbnail formats: `format: same` keeps the format the file's name says (.jpg/.jpeg, .png, .webp);
 /// other names (.gif, .bmp, .tif, none) get PNG. Names are planned when an item is listed, in input

@@ -30,7 +30,8 @@ struct ItemReport {
   bool is_path = false;              ///< true for folder items ("path" in JSON, else "url")
   ItemStatus status = ItemStatus::pending;
   std::string stage;                 ///< where it failed ("download", "decode", ...)
-  std::string reason;                ///< why it failed or was skipped
+  std::string reason;                ///< why it failed or was skipped: the same text for the same cause
+  std::string detail;                ///< what the failure is about when the reason does not say (the file that could not be written)
   std::vector<std::string> outputs;  ///< files written, relative to the output folder
   int attempts = 0;                  ///< HTTP attempts for a downloaded item (0: not downloaded)
 };
