@@ -12,6 +12,7 @@
 /// @code
 /// pixflow::Graph graph({.threads = 0, .max_in_flight = 16});
 /// int next = 0;
+/// std::atomic<int> counted{0};
 /// graph.on_failure([](const pixflow::ItemFailure& f) { std::cerr << f.stage << ": " << f.reason << '\n'; });
 /// auto numbers = graph.source("numbers", [&]() -> std::optional<int> { return next < 100 ? std::optional(next++) : std::nullopt; })
 ///                    .limit();
