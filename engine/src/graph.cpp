@@ -42,6 +42,7 @@ GraphCore::~GraphCore() {
   for (RunState* state : run_states) state->on_cancel();
   executor.arena().execute([this] {
     graph->wait_for_all();
+    wait_outside();
     graph->reset();
   });
   while (!owned.empty()) owned.pop_back();
@@ -202,6 +203,7 @@ RunReport Graph::run() {
     }
     core_->graph->wait_for_all();
   });
+  core_->wait_outside();  // see GraphCore::outside
   {
     std::lock_guard lock(mutex);
     finished = true;

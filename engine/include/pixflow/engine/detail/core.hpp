@@ -18,6 +18,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -193,6 +194,18 @@ class GraphCore {
   std::unique_ptr<failure_node_t> failure_node;
   std::atomic<std::size_t>* main_peak_live = nullptr;  // of the limit() with max_in_flight, for the report
   std::atomic<std::uint64_t> next_seq{0};              // keys of items from sources and inputs
+  /// Threads outside the graph's tasks (an I/O completion, a push, a close) that hold the graph's
+  /// wait open: each counts itself in before graph->reserve_wait() and out after release_wait(), its
+  /// last touch of the graph. After the wait, run() and the destructor wait for the count to reach 0:
+  /// the wait already orders those threads before them, but inside libtbb, which ThreadSanitizer does
+  /// not see; the count makes the order visible (and nothing is freed under a thread still in
+  /// release_wait()).
+  std::atomic<std::int64_t> outside{0};
+  void outside_in() noexcept { outside.fetch_add(1, std::memory_order_relaxed); }
+  void outside_out() noexcept { outside.fetch_sub(1, std::memory_order_release); }
+  void wait_outside() const noexcept {
+    while (outside.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  }
 
   std::mutex hooks_mutex;
   std::function<void(const ItemFailure&)> on_failure;

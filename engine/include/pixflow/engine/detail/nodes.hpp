@@ -207,9 +207,11 @@ class IoNode final : public Port<T>, public RunState {
       in_flight = stats_.in_flight();
       lane = take_lane();
     }
+    core_.outside_in();
     core_.graph->reserve_wait();  // until the operation completes
     auto state = std::make_shared<typename Completion<U>::State>();
     state->deliver = [this, key = in->key, hold = std::move(in->hold), body, started, in_flight, lane](Result<U>&& result) mutable {
+      GraphCore* core = &core_;  // `this` may be gone once the wait is released
       const std::string* failure = result.ok() ? nullptr : &result.failure().reason;
       stats_.finish_elsewhere(body, failure != nullptr);
       if (Trace* trace = core_.trace.get()) {
@@ -223,7 +225,8 @@ class IoNode final : public Port<T>, public RunState {
         core_.fail(std::move(key), id_, std::move(result).failure().reason, std::move(hold));
       }
       done_one();
-      core_.graph->release_wait();
+      core->graph->release_wait();
+      core->outside_out();
     };
     Completion<U> done(std::move(state));
     if (core_.is_cancelled()) return done(Failure{"cancelled"});
@@ -378,21 +381,27 @@ class InputState final : public PlaceLender, public RunState {
       if (closed_ || free_ == 0) return false;
       --free_;
       core = core_;
+      core->outside_in();
       core->graph->reserve_wait();  // a close() meanwhile must not let the run end before the item is in
     }
     stats_.passed();
     out_.put(std::make_unique<Item<T>>(Item<T>{core->next_key(), std::move(value), std::make_shared<Hold>(*this, nullptr)}));
     core->graph->release_wait();
+    core->outside_out();
     return true;
   }
   void close() {
+    GraphCore* core = nullptr;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
       closed_ = true;
+      core = core_;
+      core->outside_in();
     }
     room_.notify_all();
-    core_->graph->release_wait();
+    core->graph->release_wait();
+    core->outside_out();
   }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
   void give_back() noexcept override {
