@@ -7,6 +7,7 @@
 //                                                    ▼                                      ▼
 //                decode (every core) ─▶ thumbnail (every core) ─▶ encode (every core)
 //                  ─▶ write (io: atomic + fsync on a disk pool, ≤4) ─▶ record (into the report)
+// (`--dump-graph` prints the graph as built, in DOT; `--trace FILE` records a run for chrome://tracing.)
 //
 // Parses the command line and the config, runs pixflow::tasks::run_pipeline, prints a summary and
 // writes the report. Exit codes: 0 all done, 1 some items failed, 2 usage or config error,
