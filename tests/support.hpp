@@ -1,5 +1,7 @@
 #pragma once
 // Helpers shared by the tests: where the fixtures are, the nginx fixture's URL, scratch folders.
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -89,5 +91,16 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A folder in which creating a file fails, root included: /proc/self for root (permission bits do not
+/// stop root; procfs refuses new files to anyone), else a read-only folder made in `dir` (an empty
+/// folder, so TempDir still removes it).
+inline std::filesystem::path unwritable_folder(const TempDir& dir) {
+  if (::geteuid() == 0) return "/proc/self";
+  const auto readonly = dir / "readonly";
+  std::filesystem::create_directories(readonly);
+  std::filesystem::permissions(readonly, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  return readonly;
+}
 
 }  // namespace pixflow::test

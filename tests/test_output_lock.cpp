@@ -165,15 +165,8 @@ TEST_CASE("an OUT that cannot hold the lock file fails clearly, before anything 
   CHECK(fifo.error().reason == "cannot lock output folder " + (dir / "fifo-lock").string() +
                                    ": .pixflow.lock is not a regular file");
 
-  fs::path readonly = dir / "readonly";
-  if (::geteuid() == 0) {
-    readonly = "/proc/self";  // root ignores permission bits; procfs refuses new files even to root
-  } else {
-    fs::create_directories(readonly);
-    fs::permissions(readonly, fs::perms::owner_read | fs::perms::owner_exec);
-  }
+  const fs::path readonly = pixflow::test::unwritable_folder(dir);
   const auto denied = OutputLock::acquire(readonly, OutputLock::Mode::exclusive);
   REQUIRE_FALSE(denied);
   CHECK(denied.error().reason.starts_with("cannot lock output folder " + readonly.string() + ": "));
-  if (readonly != "/proc/self") fs::permissions(readonly, fs::perms::owner_all);
 }

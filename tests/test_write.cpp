@@ -113,20 +113,13 @@ TEST_CASE("write_file_atomically fails cleanly where it cannot write", "[write]"
     CHECK(result.error().reason == "cannot write: not a directory");
   }
   SECTION("a read-only folder") {
-    fs::path readonly = dir / "readonly";
-    if (::geteuid() == 0) {
-      readonly = "/proc/self";  // root ignores permission bits; procfs refuses new files even to root
-    } else {
-      fs::create_directories(readonly);
-      fs::permissions(readonly, fs::perms::owner_read | fs::perms::owner_exec);
-    }
+    const fs::path readonly = pixflow::test::unwritable_folder(dir);
     const auto result = write_file_atomically(readonly, "a.jpg", bytes);
     REQUIRE_FALSE(result.has_value());
     CHECK(result.error().reason.starts_with("cannot write: "));
     CHECK(result.error().reason.find(readonly.string()) == std::string::npos);
     CHECK(result.error().detail == (readonly / "a.jpg").string());
     CHECK_FALSE(fs::exists(readonly / "a.jpg"));
-    if (readonly != "/proc/self") fs::permissions(readonly, fs::perms::owner_all);
   }
   SECTION("the final name is taken by a folder: the rename fails and the temporary is removed") {
     fs::create_directories(dir / "taken.jpg");

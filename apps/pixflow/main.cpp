@@ -119,13 +119,13 @@ std::optional<std::string> report_path_problem(const std::string& file) {
 }
 
 int write_report(const PipelineReport& report, const std::string& file) {
-  const std::string text = to_json(report).dump(2) + "\n";
   if (file == "-") {
-    std::cout << text;
+    write_json(std::cout, report);
     return exit_ok;
   }
   std::ofstream out(file);
-  out << text;
+  write_json(out, report);
+  out.flush();
   if (!out) {
     std::cerr << "pixflow: cannot write the report to " << file << '\n';
     return exit_items_failed;

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The seeds' design (../shared/seeds/), as one script: seed_pipeline.py --api URL --section S --out DIR
+"""The seeds' design (the Python recipes users follow today: threads for the downloads, then processes
+for Pillow thumbnails, in two phases), as one script: seed_pipeline.py --api URL --section S --out DIR
 
 Phase 0: the listing, page after page, with urllib (`Authorization: Client-ID ...`), keeping the links of
          image/jpeg and image/png items (as the seeds' get_links does), until a page comes back empty.

@@ -1,4 +1,4 @@
-// The floor: the cost of the work itself (DESIGN.md fact 5), with the task functions pixflow uses and
+// The floor: the cost of the work itself (docs/design.md §5), with the task functions pixflow uses and
 // nothing else: no graph, no threads, no file I/O in the timed part.
 #include <opencv2/core/utility.hpp>
 

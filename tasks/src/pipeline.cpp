@@ -145,7 +145,9 @@ class Ledger {
   std::vector<ItemReport> take(const std::string& unfinished_reason,
                                const std::function<bool(const std::vector<std::string>&)>& complete) {
     std::lock_guard lock(mutex_);
-    std::stable_sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) { return a.order < b.order; });
+    const auto by_order = [](const Entry& a, const Entry& b) { return a.order < b.order; };
+    // Lists are added in input order already; a gallery's albums may not be.
+    if (!std::is_sorted(entries_.begin(), entries_.end(), by_order)) std::stable_sort(entries_.begin(), entries_.end(), by_order);
     std::vector<ItemReport> items;
     items.reserve(entries_.size());
     for (auto& e : entries_) {

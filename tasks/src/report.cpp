@@ -1,6 +1,7 @@
 #include "pixflow/tasks/report.hpp"
 
 #include <algorithm>
+#include <ostream>
 
 namespace pixflow::tasks {
 
@@ -32,19 +33,22 @@ bool PipelineReport::source_unusable() const {
   return !listing_errors.empty() && items.empty();
 }
 
-nlohmann::json to_json(const PipelineReport& report) {
-  nlohmann::json items = nlohmann::json::array();
-  for (const auto& item : report.items) {
-    nlohmann::json entry;
-    entry[item.is_path ? "path" : "url"] = item.input;
-    entry["status"] = name_of(item.status);
-    if (item.status == ItemStatus::failed || item.status == ItemStatus::skipped) entry["reason"] = item.reason;
-    if (!item.stage.empty()) entry["stage"] = item.stage;
-    if (!item.detail.empty()) entry["detail"] = item.detail;
-    entry["outputs"] = item.outputs;
-    if (item.attempts > 0) entry["attempts"] = item.attempts;
-    items.push_back(std::move(entry));
-  }
+namespace {
+
+nlohmann::json item_json(const ItemReport& item) {
+  nlohmann::json entry;
+  entry[item.is_path ? "path" : "url"] = item.input;
+  entry["status"] = name_of(item.status);
+  if (item.status == ItemStatus::failed || item.status == ItemStatus::skipped) entry["reason"] = item.reason;
+  if (!item.stage.empty()) entry["stage"] = item.stage;
+  if (!item.detail.empty()) entry["detail"] = item.detail;
+  entry["outputs"] = item.outputs;
+  if (item.attempts > 0) entry["attempts"] = item.attempts;
+  return entry;
+}
+
+/// Everything but "items".
+nlohmann::json run_json(const PipelineReport& report) {
   nlohmann::json nodes = nlohmann::json::object();
   for (const auto& node : report.run.nodes) {
     nlohmann::json n;
@@ -66,7 +70,6 @@ nlohmann::json to_json(const PipelineReport& report) {
   nlohmann::json by_reason = nlohmann::json::object();
   for (const auto& [reason, n] : report.failures_by_reason()) by_reason[reason] = n;
   return {
-      {"items", std::move(items)},
       {"nodes", std::move(nodes)},
       {"wall_s", report.run.wall_s},
       {"summary",
@@ -80,6 +83,34 @@ nlohmann::json to_json(const PipelineReport& report) {
       {"cancelled", report.run.cancelled},
       {"cancel_reason", report.run.cancel_reason},
   };
+}
+
+}  // namespace
+
+nlohmann::json to_json(const PipelineReport& report) {
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& item : report.items) items.push_back(item_json(item));
+  nlohmann::json document = run_json(report);
+  document["items"] = std::move(items);
+  return document;
+}
+
+void write_json(std::ostream& out, const PipelineReport& report) {
+  // One item at a time, one per line: a million-item report is never held as one JSON tree.
+  out << "{\n  \"items\": [";
+  const char* separator = "\n    ";
+  for (const auto& item : report.items) {
+    out << separator << item_json(item).dump();
+    separator = ",\n    ";
+  }
+  out << (report.items.empty() ? "]" : "\n  ]");
+  const nlohmann::json rest = run_json(report);
+  for (const auto& [key, value] : rest.items()) {
+    std::string text = value.dump(2);
+    for (std::size_t at = text.find('\n'); at != std::string::npos; at = text.find('\n', at + 3)) text.replace(at, 1, "\n  ");
+    out << ",\n  " << nlohmann::json(key).dump() << ": " << text;
+  }
+  out << "\n}\n";
 }
 
 }  // namespace pixflow::tasks

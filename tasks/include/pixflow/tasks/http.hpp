@@ -5,8 +5,8 @@
 /// submit() hands a request over and returns at once; the callback runs later, exactly once, on the loop
 /// thread, with the body or the reason the transfer failed. The client caps transfers running at once
 /// (`max_in_flight`, and `per_host` per host) in its own queue, so a transfer's timeout counts from when it
-/// really starts. This is what the engine's download stage wraps in a `tbb::flow::async_node` (DESIGN.md
-/// facts 1 and 7): TBB workers never block on the network.
+/// really starts. This is what the engine's download stage wraps in a `tbb::flow::async_node` (docs/design.md
+/// §1 and §7): TBB workers never block on the network.
 ///
 /// Three timers watch each attempt besides `timeout_s`: the header timeout (request sent to the end of the
 /// response headers: a server that accepts and never answers), the stall timeout (no byte at all) and the

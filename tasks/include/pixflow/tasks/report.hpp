@@ -7,10 +7,13 @@
 /// pixflow::tasks::PipelineReport report = pixflow::tasks::run_pipeline(source, options);
 /// for (const auto& item : report.items)
 ///   if (item.status == pixflow::tasks::ItemStatus::failed) std::cerr << item.input << ": " << item.reason << '\n';
-/// std::ofstream("report.json") << pixflow::tasks::to_json(report).dump(2);
+/// std::ofstream out("report.json");
+/// pixflow::tasks::write_json(out, report);   // streamed, one item per line
+/// nlohmann::json document = pixflow::tasks::to_json(report);   // the same, as one JSON value
 /// @endcode
 #include <cstddef>
 #include <map>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,5 +60,9 @@ struct PipelineReport {
 /// {"items": [...], "nodes": {name: {...}}, "wall_s": s, "summary": {...}, "listing_errors": [...],
 ///  "cancelled": bool, "cancel_reason": "..."}
 nlohmann::json to_json(const PipelineReport& report);
+
+/// The same document as to_json, written item by item (one per line), so a run of a million items is
+/// never held as one JSON tree; the run's figures follow the items.
+void write_json(std::ostream& out, const PipelineReport& report);
 
 }  // namespace pixflow::tasks
