@@ -6,7 +6,8 @@
 //                                                                   │ count, sum, product per segment
 //                                                                   ▼
 //                                        combine (sink, serial): adds up each limit's segments and
-//                                        prints the limit's result as soon as its last segment is in
+//                                        prints each limit's result, in the order the limits were
+//                                        given, as soon as it and those before it are complete
 //
 // The base primes (up to √ of the largest limit) are sieved once before the run and only read by the
 // sieve bodies. `--compare` runs the same graph on 1 thread and on every thread and prints the speed-up;
@@ -114,6 +115,8 @@ Run run_graph(const std::vector<std::uint64_t>& limits, const std::vector<std::u
   Run run;
   run.tallies.resize(limits.size());
   std::vector<std::uint64_t> received(limits.size(), 0);
+  std::vector<bool> complete(limits.size(), false);
+  std::size_t next_to_print = 0;  // limits print in the order given, whatever order they complete in
 
   pixflow::GraphOptions options;
   options.threads = threads;
@@ -145,9 +148,11 @@ Run run_graph(const std::vector<std::uint64_t>& limits, const std::vector<std::u
                })
       .sink("combine", pixflow::Concurrency(1), [&](SegmentTally t) -> pixflow::Result<void> {
         run.tallies[t.limit_index].add(t.tally);
-        if (++received[t.limit_index] == t.segments && print) {
-          const Tally& total = run.tallies[t.limit_index];
-          std::cout << "primes below " << limits[t.limit_index] << ": count " << total.count << ", sum " << total.sum
+        if (++received[t.limit_index] == t.segments) complete[t.limit_index] = true;
+        for (; next_to_print < limits.size() && complete[next_to_print]; ++next_to_print) {
+          if (!print) continue;
+          const Tally& total = run.tallies[next_to_print];
+          std::cout << "primes below " << limits[next_to_print] << ": count " << total.count << ", sum " << total.sum
                     << ", product mod " << modulus << " " << total.product << std::endl;
         }
         return pixflow::ok();

@@ -37,9 +37,14 @@ def main():
         if run.returncode != 0:
             sys.exit(f"{' '.join(cmd)}: exit {run.returncode}\n{run.stdout}{run.stderr}")
         got = {}
+        order = []
         for text in run.stdout.splitlines():
             if m := line.match(text):
                 got[int(m[1])] = tuple(int(g) for g in m.groups()[1:])
+                order.append(int(m[1]))
+        if order != limits:
+            print(f"--threads {threads}: printed in the order {order}, given {limits}")
+            failures += 1
         for limit in limits:
             if got.get(limit) != expected[limit]:
                 print(f"--threads {threads}: below {limit}: got {got.get(limit)}, expected {expected[limit]}")
