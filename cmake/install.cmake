@@ -1,7 +1,7 @@
 # pixflow as an installable CMake package. `cmake --install build --prefix P` puts:
 #   P/include/pixflow/{engine,tasks}/...      the public headers (engine/include and tasks/include)
 #   P/lib/libpixflow_engine.a, libpixflow_tasks.a
-#   P/bin/pixflow, P/bin/primes               the demo apps
+#   P/bin/pixflow, P/bin/primes, P/bin/dirstat  the demo apps
 #   P/lib/cmake/pixflow/pixflowConfig.cmake, pixflowConfigVersion.cmake, pixflowTargets.cmake
 # so that another project's `find_package(pixflow CONFIG REQUIRED)` gives pixflow::engine and
 # pixflow::tasks, with their dependencies found by find_dependency (cmake/pixflowConfig.cmake.in).
@@ -18,7 +18,7 @@ install(TARGETS pixflow_engine pixflow_tasks EXPORT pixflowTargets
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/engine/include/ ${PROJECT_SOURCE_DIR}/tasks/include/
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-foreach(_pixflow_app IN ITEMS pixflow_cli pixflow_primes)
+foreach(_pixflow_app IN ITEMS pixflow_cli pixflow_primes pixflow_dirstat)
   if(TARGET ${_pixflow_app})
     install(TARGETS ${_pixflow_app} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
