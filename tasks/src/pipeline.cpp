@@ -288,12 +288,15 @@ class PipelineRun {
   /// skipped lacked one of them when planned, so their presence means this run wrote them; with --force
   /// they must also be newer than the run's start.
   bool written_by_this_run(const std::vector<std::string>& outputs) const {
-    return std::all_of(outputs.begin(), outputs.end(), [this](const std::string& name) {
+    return all_complete(outputs) && (!options_.force || std::all_of(outputs.begin(), outputs.end(), [this](const std::string& name) {
       std::error_code ec;
-      const auto path = options_.out / name;
-      if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec))) return false;
-      return !options_.force || std::filesystem::last_write_time(path, ec) >= started_on_disk_clock_;
-    });
+      return std::filesystem::last_write_time(options_.out / name, ec) >= started_on_disk_clock_;
+    }));
+  }
+
+  /// Every file of `outputs` stands complete in OUT (output_complete: a regular file, never opened).
+  bool all_complete(const std::vector<std::string>& outputs) const {
+    return std::all_of(outputs.begin(), outputs.end(), [this](const std::string& name) { return output_complete(options_.out, name); });
   }
 
   /// Why the run must stop before its graph starts (while planning a long list): the same requests the
@@ -350,9 +353,7 @@ class PipelineRun {
     for (const auto& t : job.thumbnails) outputs.push_back(t.name);
     if (!options_.force) {
       // Files only ever appear under their final name complete (temporary + rename).
-      const bool all_there = std::all_of(outputs.begin(), outputs.end(),
-                                         [&](const std::string& name) { return output_complete(options_.out, name); });
-      if (all_there) {
+      if (all_complete(outputs)) {
         ledger_.finish(job.id, ItemStatus::skipped, "", "already done", std::move(outputs));
         return std::nullopt;
       }

@@ -131,23 +131,22 @@ bool output_complete(const std::filesystem::path& out, std::string_view name) {
 }
 
 namespace {
+/// The pid a temporary's name carries ("<prefix><pid>-..."), or 0 when it carries none.
+int writer_pid(std::string_view name) {
+  name.remove_prefix(temporary_prefix.size());
+  int pid = 0;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+  if (ec != std::errc{} || end == name.data() + name.size() || *end != '-' || pid <= 0) return 0;
+  return pid;
+}
+
 /// True unless `name` is a temporary of a process that is still running (another run may be writing
 /// into the same folder: a second worker, or a second pipeline in this process).
 bool writer_is_gone(std::string_view name) {
-  name.remove_prefix(temporary_prefix.size());
-  int pid = 0;
-  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-  if (ec != std::errc{} || end == name.data() + name.size() || *end != '-' || pid <= 0) return true;
+  const int pid = writer_pid(name);
+  if (pid == 0) return true;
   if (pid == ::getpid()) return false;
   return ::kill(pid, 0) != 0 && errno == ESRCH;
-}
-
-/// True for a temporary written by this process (the pid in its name).
-bool written_by_this_process(std::string_view name) {
-  name.remove_prefix(temporary_prefix.size());
-  int pid = 0;
-  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-  return ec == std::errc{} && end != name.data() + name.size() && *end == '-' && pid == ::getpid();
 }
 }  // namespace
 
@@ -161,7 +160,7 @@ std::size_t remove_stale_temporaries(const std::filesystem::path& dir, Leftovers
     const std::string name = entry.path().filename().string();
     if (!name.starts_with(temporary_prefix)) continue;
     const bool stale =
-        which == Leftovers::all_but_this_process ? !written_by_this_process(name) : writer_is_gone(name);
+        which == Leftovers::all_but_this_process ? writer_pid(name) != ::getpid() : writer_is_gone(name);
     if (!stale) continue;
     std::error_code entry_ec;
     if (!entry.is_regular_file(entry_ec) && !entry.is_symlink(entry_ec)) continue;
