@@ -15,6 +15,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "animation_detail.hpp"
+#include "container_detail.hpp"
 #include "decode_detail.hpp"
 #include "pixflow/tasks/thumbnail.hpp"
 
@@ -295,6 +297,36 @@ Expected<cv::Mat> decode_with_opencv(Bytes bytes, int flags, const Error& corrup
   return pixels;
 }
 
+/// An ISO base media file (MP4, MOV, 3GP, M4V): a first box of type `ftyp` whose major brand is not one
+/// of a still-image format built on the same boxes (HEIF/HEIC, AVIF), which are not videos.
+bool is_iso_video(Bytes b) {
+  if (b.size() < 16 || !starts_with(b, "ftyp", 4)) return false;
+  const std::uint32_t size = be32(b.data());
+  if (size != 0 && size != 1 && size < 16) return false;  // 0: to the end of the file; 1: a 64-bit size follows
+  static constexpr std::string_view kStillBrands[] = {"heic", "heix", "heim", "heis", "hevc", "hevx",
+                                                      "mif1", "mif2", "msf1", "avif", "avis", "avio"};
+  const std::string_view brand(reinterpret_cast<const char*>(b.data() + 8), 4);  // NOLINT: bytes as text
+  return std::find(std::begin(kStillBrands), std::end(kStillBrands), brand) == std::end(kStillBrands);
+}
+
+/// A WebM file: the EBML header (ID 1A 45 DF A3) whose DocType (ID 42 82) is "webm". Matroska files
+/// with another DocType are not taken: galleries serve WebM, and every format let in is attack surface.
+bool is_webm(Bytes b) {
+  if (!starts_with(b, "\x1A\x45\xDF\xA3")) return false;
+  std::size_t pos = 4;
+  const auto header_size = detail::ebml_vint(b, pos, false);
+  if (!header_size) return false;
+  const std::size_t end = std::min(b.size(), pos + static_cast<std::size_t>(std::min<std::uint64_t>(*header_size, 4096)));
+  while (pos < end) {
+    const auto id = detail::ebml_vint(b, pos, true);
+    const auto size = detail::ebml_vint(b, pos, false);
+    if (!id || !size || *size > end - pos) return false;
+    if (*id == 0x4282) return std::string_view(reinterpret_cast<const char*>(b.data() + pos), *size) == "webm";  // NOLINT
+    pos += static_cast<std::size_t>(*size);
+  }
+  return false;
+}
+
 }  // namespace
 
 ImageFormat sniff_format(std::span<const std::uint8_t> bytes) {
@@ -304,6 +336,8 @@ ImageFormat sniff_format(std::span<const std::uint8_t> bytes) {
   if (starts_with(bytes, "GIF87a") || starts_with(bytes, "GIF89a")) return ImageFormat::gif;
   if (starts_with(bytes, std::string_view("II*\0", 4)) || starts_with(bytes, std::string_view("MM\0*", 4)))
     return ImageFormat::tiff;
+  if (is_iso_video(bytes)) return ImageFormat::mp4;
+  if (is_webm(bytes)) return ImageFormat::webm;
   if (starts_with(bytes, "BM") && bytes.size() >= 18) {
     // "BM" alone is too weak (text can start with it): also require a known DIB header size.
     switch (le32(bytes.data() + 14)) {
@@ -321,6 +355,19 @@ int reduce_factor_for(Size source, Size largest_box) {
     if (source.width / factor >= 2 * target.width && source.height / factor >= 2 * target.height) return factor;
   }
   return 1;
+}
+
+MediaKind media_kind(std::span<const std::uint8_t> bytes) {
+  switch (sniff_format(bytes)) {
+    case ImageFormat::gif: {
+      const auto layout = detail::inspect_gif(bytes);
+      return layout && layout->frames > 1 ? MediaKind::animated : MediaKind::still;
+    }
+    case ImageFormat::webp: return detail::webp_is_animated(bytes) ? MediaKind::animated : MediaKind::still;
+    case ImageFormat::mp4:
+    case ImageFormat::webm: return MediaKind::video;
+    default: return MediaKind::still;
+  }
 }
 
 std::optional<Size> read_image_size(std::span<const std::uint8_t> bytes) {
@@ -347,9 +394,13 @@ namespace {
 Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t budget) {
   const ImageFormat format = sniff_format(bytes);
   if (format == ImageFormat::unknown) return Error{"not an image"};
-  if (format == ImageFormat::gif) return Error{"unsupported format (gif)"};
   if (format == ImageFormat::tiff) return Error{"unsupported format (tiff)"};
   const std::string name(name_of(format));
+  // Videos have their own decoder and limits (video.hpp: decode_video_poster).
+  if (format == ImageFormat::mp4 || format == ImageFormat::webm) return Error{"unsupported format (" + name + ")"};
+  // GIF and animated WebP: the first frame, composed (animation.cpp).
+  if (format == ImageFormat::gif || (format == ImageFormat::webp && detail::webp_is_animated(bytes)))
+    return detail::decode_first_frame(bytes, format, budget);
   const Error corrupt{"corrupt " + name};
   if (bytes.size() > static_cast<std::size_t>(INT_MAX)) return Error{"image too large"};
 
@@ -388,7 +439,6 @@ Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t
       if (!png) return png.error();
       result.pixels = std::move(*png);
     } else {  // webp, bmp: OpenCV decodes into one matrix (BGRA at most; BMP as BGR) plus small rows
-      if (format == ImageFormat::webp && header->animated) return Error{"unsupported format (animated webp)"};
       if (format == ImageFormat::webp && !webp_complete(bytes)) return Error{"truncated webp"};
       const std::size_t output = mul_sat(pixels, format == ImageFormat::webp ? 4 : 3);
       const std::size_t rows = mul_sat(static_cast<std::size_t>(header->stored.width), 8);

@@ -43,10 +43,21 @@ std::string_view name_of(ImageFormat format) {
     case ImageFormat::gif: return "gif";
     case ImageFormat::bmp: return "bmp";
     case ImageFormat::tiff: return "tiff";
+    case ImageFormat::mp4: return "mp4";
+    case ImageFormat::webm: return "webm";
     case ImageFormat::same: return "same";
     case ImageFormat::unknown: break;
   }
   return "unknown";
+}
+
+std::string_view name_of(MediaKind kind) {
+  switch (kind) {
+    case MediaKind::animated: return "animated";
+    case MediaKind::video: return "video";
+    case MediaKind::still: break;
+  }
+  return "still";
 }
 
 std::string_view extension_of(ImageFormat format) {
@@ -57,6 +68,8 @@ std::string_view extension_of(ImageFormat format) {
     case ImageFormat::gif: return ".gif";
     case ImageFormat::bmp: return ".bmp";
     case ImageFormat::tiff: return ".tif";
+    case ImageFormat::mp4: return ".mp4";
+    case ImageFormat::webm: return ".webm";
     case ImageFormat::same:
     case ImageFormat::unknown: break;
   }

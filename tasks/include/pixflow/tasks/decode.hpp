@@ -7,11 +7,14 @@
 /// - JPEG, with libjpeg-turbo directly: shrink-on-load (DCT scaling by 1/2, 1/4, 1/8), libjpeg's
 ///   warnings treated as errors ("truncated jpeg" when data is missing, "corrupt jpeg" otherwise);
 /// - PNG, with libpng directly (libpng's warnings, e.g. an incorrect sRGB profile, are not failures);
-/// - WebP (libwebp) and BMP (OpenCV's own reader), through OpenCV once their header was budgeted.
+/// - WebP (libwebp) and BMP (OpenCV's own reader), through OpenCV once their header was budgeted;
+/// - GIF (giflib) and animated WebP (libwebp's WebPAnimDecoder): the first frame, composed (a still
+///   thumbnail; animation.hpp decodes every frame).
 /// TIFF is refused, "unsupported format (tiff)": libtiff (and the GDAL/JPEG/ZIP/LZW/JBIG codecs behind
-/// it) is a large attack surface for a format that image galleries do not serve. GIF is refused too,
-/// "unsupported format (gif)" (OpenCV 4.6 has no GIF decoder). Nothing else ever reaches OpenCV, whose
-/// own logging is silenced: no decoder writes to stderr; the reason is in the Error.
+/// it) is a large attack surface for a format that image galleries do not serve. Videos (MP4/MOV,
+/// WebM) are told apart but not decoded here, "unsupported format (mp4)": video.hpp's
+/// decode_video_poster reads them under its own limits. Nothing else ever reaches OpenCV, whose own
+/// logging is silenced: no decoder writes to stderr; the reason is in the Error.
 ///
 /// Memory: before any pixel is decoded, the header is read and what the decoder will allocate is
 /// counted (for a progressive JPEG, its whole-image coefficient arrays, which do not shrink with the
@@ -43,13 +46,26 @@
 
 namespace pixflow::tasks {
 
-/// The format told by the first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF); ImageFormat::unknown otherwise.
+/// The format told by the first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF; MP4/MOV by an `ftyp` box that
+/// is not HEIF/AVIF's, WebM by its EBML DocType); ImageFormat::unknown otherwise.
 /// Telling a format is not decoding it: see the allow-list above.
 ImageFormat sniff_format(std::span<const std::uint8_t> bytes);
 
+/// How the bytes are to be thumbnailed: `video` for MP4/MOV/WebM, `animated` for a GIF of two frames or
+/// more (its blocks are walked, no pixel decoded) or a WebP whose header has the animation flag, `still`
+/// for everything else (an unknown format included: decode_image tells why it fails).
+/// @code
+/// switch (media_kind(body)) {
+///   case MediaKind::still: decode_image(body, box); break;           // a GIF's first frame too
+///   case MediaKind::animated: decode_animation(body, box); break;    // animation.hpp
+///   case MediaKind::video: decode_video_poster(body, box); break;    // video.hpp
+/// }
+/// @endcode
+MediaKind media_kind(std::span<const std::uint8_t> bytes);
+
 /// A decoded image, ready for make_thumbnail.
 struct DecodedImage {
-  cv::Mat pixels;             ///< 8-bit BGR, or BGRA when the source has alpha (PNG/WebP); upright.
+  cv::Mat pixels;             ///< 8-bit BGR, or BGRA when the source has alpha (PNG/WebP/GIF); upright.
   ImageFormat source_format = ImageFormat::unknown;  ///< from the magic bytes
   Size source_size;           ///< full size as displayed (after EXIF orientation), from the header
   int reduce_factor = 1;      ///< 1, 2, 4 or 8: the shrink-on-load factor used (JPEG only)
@@ -77,7 +93,7 @@ struct ImageHeader {
   Size size;                 ///< as displayed (EXIF orientation applied)
   int orientation = 1;       ///< EXIF orientation, 1..8 (1: as stored)
   bool progressive = false;  ///< JPEG progressive or multi-scan: decoded through whole-image buffers
-  bool animated = false;     ///< an animated WebP (refused by decode_image)
+  bool animated = false;     ///< an animated WebP (decode_image gives its first frame)
 };
 
 /// The shrink-on-load factor for a JPEG of displayed size `source` whose thumbnails fit `largest_box`:
@@ -92,10 +108,14 @@ int reduce_factor_for(Size source, Size largest_box);
 /// grey sources become 8-bit BGR(A). The pixels are those OpenCV 4.6's cv::imdecode gave (JPEG:
 /// IMREAD_REDUCED_COLOR_n; PNG: IMREAD_UNCHANGED, then 8-bit BGR(A)), but for a grey PNG with tRNS,
 /// which now keeps its transparency.
-/// Errors: "empty body", "not an image" (unknown magic), "unsupported format (gif)" / "(tiff)" /
-/// "(animated webp)", "truncated jpeg" / "truncated png" / "truncated webp" (data missing), "corrupt
-/// jpeg" / "corrupt png" / "corrupt webp" / "corrupt bmp", "image too large (WxH)" (WxH as displayed,
-/// from the header; above `limits`), "out of memory" (an allocation failed, below the budget).
+/// GIF and animated WebP: the first frame composed on its canvas (transparent where the frame does not
+/// cover it), at full size, BGRA when any pixel is transparent, else BGR; its budget counts the
+/// decoder's canvases and the frame's copies.
+/// Errors: "empty body", "not an image" (unknown magic), "unsupported format (tiff)" / "(mp4)" /
+/// "(webm)", "truncated jpeg" / "truncated png" / "truncated webp" / "truncated gif" (data missing),
+/// "corrupt jpeg" / "corrupt png" / "corrupt webp" / "corrupt bmp" / "corrupt gif", "image too large
+/// (WxH)" (WxH as displayed, from the header; above `limits`), "out of memory" (an allocation failed,
+/// below the budget).
 /// Does not start threads of its own beyond what cv::setNumThreads allows (the caller sets it).
 Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size largest_box,
                                     DecodeLimits limits = {});

@@ -27,14 +27,25 @@ std::optional<Size> parse_size(std::string_view text);
 std::string to_string(Size size);
 
 /// Image formats pixflow knows by their magic bytes. `same` is only meaningful as an output choice
-/// ("encode as the source's format").
-enum class ImageFormat { jpeg, png, webp, gif, bmp, tiff, unknown, same };
+/// ("encode as the source's format"). `mp4` (ISO base media: MP4, MOV, 3GP, told by their `ftyp` box;
+/// not HEIF/AVIF stills) and `webm` (an EBML header with DocType "webm") are videos: decode_image
+/// refuses them, decode_video_poster (video.hpp) reads them.
+enum class ImageFormat { jpeg, png, webp, gif, bmp, tiff, unknown, same, mp4, webm };
+
+/// How an item is to be treated, whatever its container: a `still` image, an `animated` one (a GIF
+/// of two frames or more, an animated WebP) or a `video`. Told by the bytes (media_kind in decode.hpp)
+/// or, before the download, by a listing (ListedImage::kind in imgur.hpp).
+enum class MediaKind { still, animated, video };
+
+/// "still", "animated", "video".
+std::string_view name_of(MediaKind kind);
 
 /// "same", "jpg"/"jpeg", "png", "webp" (the output formats); std::nullopt otherwise.
 std::optional<ImageFormat> parse_format(std::string_view text);
-/// Lower-case name: "jpeg", "png", "webp", "gif", "bmp", "tiff", "unknown", "same".
+/// Lower-case name: "jpeg", "png", "webp", "gif", "bmp", "tiff", "mp4", "webm", "unknown", "same".
 std::string_view name_of(ImageFormat format);
-/// File extension with the dot: ".jpg", ".png", ".webp", ".gif", ".bmp", ".tif"; "" for unknown/same.
+/// File extension with the dot: ".jpg", ".png", ".webp", ".gif", ".bmp", ".tif", ".mp4", ".webm"; "" for
+/// unknown/same.
 std::string_view extension_of(ImageFormat format);
 
 }  // namespace pixflow::tasks
