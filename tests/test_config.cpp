@@ -475,3 +475,45 @@ TEST_CASE("parse_config names a 100,000-level value without recursing", "[config
   CHECK_THROWS_WITH(parse_config(json::parse(R"({"threads":[[1,{"a":[]}],{}]})")),
                     R"(/threads: expected an integer >= 0, got [[1,{"a":[]}],{}])");
 }
+
+TEST_CASE("thumbnail.animated, max_frames and video: defaults, values, errors, to_json", "[config]") {
+  const PipelineConfig defaults = parse_config(json::object());
+  CHECK(defaults.thumbnail.animated == pixflow::tasks::AnimatedMode::first_frame);
+  CHECK(defaults.thumbnail.max_frames == 1000);
+  CHECK(defaults.thumbnail.video == pixflow::tasks::VideoMode::poster);
+  const json dumped = to_json(defaults);
+  CHECK(dumped.at("/nodes/thumbnail/animated"_json_pointer) == "first-frame");
+  CHECK(dumped.at("/nodes/thumbnail/max_frames"_json_pointer) == 1000);
+  CHECK(dumped.at("/nodes/thumbnail/video"_json_pointer) == "poster");
+
+  const PipelineConfig c =
+      parse_config(json::parse(R"({"nodes":{"thumbnail":{"animated":"animate","max_frames":50,"video":"skip"}}})"));
+  CHECK(c.thumbnail.animated == pixflow::tasks::AnimatedMode::animate);
+  CHECK(c.thumbnail.max_frames == 50);
+  CHECK(c.thumbnail.video == pixflow::tasks::VideoMode::skip);
+  CHECK(parse_config(to_json(c)) == c);
+  CHECK(to_json(c).at("/nodes/thumbnail/animated"_json_pointer) == "animate");
+  CHECK(to_json(c).at("/nodes/thumbnail/video"_json_pointer) == "skip");
+
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"nodes":{"thumbnail":{"animated":"gif"}}})",
+       R"(/nodes/thumbnail/animated: expected one of "first-frame", "animate", got "gif")"},
+      {R"({"nodes":{"thumbnail":{"animated":true}}})",
+       R"(/nodes/thumbnail/animated: expected one of "first-frame", "animate", got true)"},
+      {R"({"nodes":{"thumbnail":{"max_frames":0}}})", "/nodes/thumbnail/max_frames: expected an integer >= 1, got 0"},
+      {R"({"nodes":{"thumbnail":{"max_frames":100001}}})",
+       "/nodes/thumbnail/max_frames: expected an integer <= 100000, got 100001"},
+      {R"({"nodes":{"thumbnail":{"max_frames":"all"}}})", R"(/nodes/thumbnail/max_frames: expected an integer >= 1, got "all")"},
+      {R"({"nodes":{"thumbnail":{"video":"frames"}}})",
+       R"(/nodes/thumbnail/video: expected one of "poster", "skip", got "frames")"},
+  };
+  for (const auto& [document, what] : bad) {
+    INFO(document);
+    try {
+      (void)parse_config(json::parse(document));
+      FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+      CHECK(std::string(e.what()) == what);
+    }
+  }
+}

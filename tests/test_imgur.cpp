@@ -251,3 +251,43 @@ TEST_CASE("LinkDeduplicator passes each link once, across threads", "[imgur]") {
   CHECK(firsts == 500);
   CHECK(shared.size() == 500);
 }
+
+TEST_CASE("listed items carry their kind; gifv links resolve to their mp4", "[imgur]") {
+  const auto page = parse_gallery_page(kGalleryPage);
+  REQUIRE(page);
+  REQUIRE(page->images.size() == 6);
+  CHECK(page->images[0].kind == MediaKind::still);     // abc.jpg
+  CHECK(page->images[2].kind == MediaKind::video);     // im2.mp4, video/mp4
+  CHECK(page->images[3].kind == MediaKind::animated);  // gif1.gif, animated
+  CHECK(page->images[3].mp4 == "https://i.imgur.com/gif1.mp4");
+  CHECK(page->images[3].skip_reason.empty());
+  CHECK(page->images[4].kind == MediaKind::video);     // vid.mp4
+  CHECK(page->images[4].skip_reason == "not an image (video/mp4)");  // a run with video "skip" says so
+  CHECK(page->images[5].kind == MediaKind::still);     // w3b.webp
+
+  const auto listed = parse_album_images(R"({"data":[
+      {"id":"g1","type":"image\/gif","animated":true,"link":"https:\/\/i.imgur.com\/g1.gifv","mp4":"https:\/\/i.imgur.com\/g1.mp4"},
+      {"id":"g2","type":"image\/gif","animated":true,"link":"https:\/\/i.imgur.com\/g2.GIFV?1"},
+      {"id":"g3","animated":true,"link":"https:\/\/i.imgur.com\/g3.mp4"},
+      {"id":"g4","type":"image\/gif","animated":false,"link":"https:\/\/i.imgur.com\/g4.gif"},
+      {"id":"p1","type":"image\/png","animated":true,"link":"https:\/\/i.imgur.com\/p1.png"},
+      {"id":"w1","type":"video\/webm","link":"https:\/\/i.imgur.com\/w1.webm"},
+      {"id":"h1","type":"text\/html","link":"https:\/\/i.imgur.com\/h1"}
+    ],"success":true,"status":200})");
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 7);
+  const auto& items = *listed;
+  CHECK(items[0].link == "https://i.imgur.com/g1.mp4");  // the listing's own mp4 link
+  CHECK(items[0].kind == MediaKind::video);
+  CHECK(items[0].skip_reason == "not an image (video/mp4)");
+  CHECK(items[1].link == "https://i.imgur.com/g2.mp4?1");  // no mp4 given: the same URL, .mp4
+  CHECK(items[1].kind == MediaKind::video);
+  CHECK(items[2].kind == MediaKind::video);                // an mp4 link without a type
+  CHECK(items[3].kind == MediaKind::animated);             // every GIF may animate: its bytes tell
+  CHECK(items[4].kind == MediaKind::animated);
+  CHECK(items[4].skip_reason.empty());
+  CHECK(items[5].kind == MediaKind::video);
+  CHECK(items[5].skip_reason == "not an image (video/webm)");
+  CHECK(items[6].kind == MediaKind::still);
+  CHECK(items[6].skip_reason == "not an image (text/html)");
+}

@@ -150,6 +150,24 @@ ImageFormat read_format(const json& value, const pointer& at) {
   return *format;
 }
 
+AnimatedMode read_animated(const json& value, const pointer& at) {
+  const std::string expected = "one of \"first-frame\", \"animate\"";
+  if (!value.is_string()) fail_got(at, expected, value);
+  const auto& text = value.get_ref<const std::string&>();
+  if (text == "first-frame") return AnimatedMode::first_frame;
+  if (text == "animate") return AnimatedMode::animate;
+  fail_got(at, expected, value);
+}
+
+VideoMode read_video(const json& value, const pointer& at) {
+  const std::string expected = "one of \"poster\", \"skip\"";
+  if (!value.is_string()) fail_got(at, expected, value);
+  const auto& text = value.get_ref<const std::string&>();
+  if (text == "poster") return VideoMode::poster;
+  if (text == "skip") return VideoMode::skip;
+  fail_got(at, expected, value);
+}
+
 /// One key of an object and what to do with its value.
 struct Field {
   std::string_view key;
@@ -196,6 +214,9 @@ void read_thumbnail(const json& value, const pointer& at, ThumbnailConfig& out) 
     {"jpeg_quality", [&](const json& v, const pointer& p) { out.jpeg_quality = read_int(v, p, 1, 100); }},
     {"webp_quality", [&](const json& v, const pointer& p) { out.webp_quality = read_int(v, p, 1, 100); }},
     {"png_compression", [&](const json& v, const pointer& p) { out.png_compression = read_int(v, p, 0, 9); }},
+    {"animated", [&](const json& v, const pointer& p) { out.animated = read_animated(v, p); }},
+    {"max_frames", [&](const json& v, const pointer& p) { out.max_frames = read_integer(v, p, 1, kMaxFrames); }},
+    {"video", [&](const json& v, const pointer& p) { out.video = read_video(v, p); }},
   });
 }
 
@@ -212,6 +233,10 @@ json concurrency_json(pixflow::Concurrency c) {
 }
 
 }  // namespace
+
+std::string_view name_of(AnimatedMode mode) { return mode == AnimatedMode::animate ? "animate" : "first-frame"; }
+
+std::string_view name_of(VideoMode mode) { return mode == VideoMode::skip ? "skip" : "poster"; }
 
 ConfigError::ConfigError(std::string path, std::string message)
     : std::runtime_error(compose({}, path, message)), path_(std::move(path)), message_(std::move(message)) {}
@@ -316,7 +341,10 @@ json to_json(const PipelineConfig& c) {
           {"format", std::string(t.format == ImageFormat::jpeg ? "jpg" : name_of(t.format))},
           {"jpeg_quality", t.jpeg_quality},
           {"webp_quality", t.webp_quality},
-          {"png_compression", t.png_compression}}},
+          {"png_compression", t.png_compression},
+          {"animated", std::string(name_of(t.animated))},
+          {"max_frames", t.max_frames},
+          {"video", std::string(name_of(t.video))}}},
         {"write", {{"concurrency", concurrency_json(c.write_concurrency)}}}}},
   };
 }

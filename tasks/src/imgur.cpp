@@ -75,6 +75,36 @@ Expected<json> envelope_data(std::string_view text) {
   return std::move(*data);
 }
 
+/// Where the extension of a link's path starts and ends (the query and fragment excluded); npos for
+/// `dot` when the last segment has none.
+struct LinkExtension {
+  std::size_t dot = std::string::npos;
+  std::size_t end = 0;
+};
+
+LinkExtension link_extension(std::string_view link) {
+  const std::size_t end = std::min(link.find_first_of("?#"), link.size());
+  const std::string_view path = link.substr(0, end);
+  const std::size_t dot = path.rfind('.');
+  const std::size_t slash = path.rfind('/');
+  if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash)) return {std::string::npos, end};
+  return {dot, end};
+}
+
+std::string lower_extension(std::string_view link) {
+  const LinkExtension at = link_extension(link);
+  if (at.dot == std::string::npos) return {};
+  std::string extension(link.substr(at.dot, at.end - at.dot));
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+  return extension;
+}
+
+bool true_member(const json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_boolean() && it->get<bool>();
+}
+
 /// Appends `item` (an image object) to `out` when it has a link.
 void add_image(const json& item, std::vector<ListedImage>& out) {
   if (!item.is_object()) return;
@@ -83,7 +113,28 @@ void add_image(const json& item, std::vector<ListedImage>& out) {
   if (image.link.empty()) return;
   image.id = string_member(item, "id");
   image.mime = string_member(item, "type");
-  if (!image.mime.empty() && image.mime.rfind("image/", 0) != 0) image.skip_reason = "not an image (" + image.mime + ")";
+  const std::string mp4 = string_member(item, "mp4");
+  const std::string extension = lower_extension(image.link);
+  const bool video_type = image.mime.rfind("video/", 0) == 0;
+  if (extension == ".gifv") {  // an HTML page showing the .mp4 (docs/design.md §12)
+    if (!mp4.empty()) {
+      image.link = mp4;
+    } else {
+      const LinkExtension at = link_extension(image.link);
+      image.link = image.link.substr(0, at.dot) + ".mp4" + image.link.substr(at.end);
+    }
+    image.kind = MediaKind::video;
+  } else if (video_type || extension == ".mp4" || extension == ".webm" || extension == ".mov" || extension == ".m4v") {
+    image.kind = MediaKind::video;
+  } else if (true_member(item, "animated") || image.mime == "image/gif") {
+    image.kind = MediaKind::animated;
+    image.mp4 = mp4;
+  }
+  if (image.kind == MediaKind::video) {
+    image.skip_reason = "not an image (" + (video_type ? image.mime : std::string("video/mp4")) + ")";
+  } else if (!image.mime.empty() && image.mime.rfind("image/", 0) != 0) {
+    image.skip_reason = "not an image (" + image.mime + ")";
+  }
   out.push_back(std::move(image));
 }
 

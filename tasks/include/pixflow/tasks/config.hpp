@@ -13,7 +13,8 @@
 ///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0},
 ///            "decode":    {"concurrency": "unlimited", "max_memory_mb": 512},
 ///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
-///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3},
+///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3,
+///                          "animated": "first-frame", "max_frames": 1000, "video": "poster"},
 ///            "write":     {"concurrency": 4}}}
 /// @endcode
 ///
@@ -32,6 +33,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -69,6 +71,22 @@ struct DownloadConfig {
   friend bool operator==(const DownloadConfig&, const DownloadConfig&) = default;
 };
 
+/// `/nodes/thumbnail/animated`: what an animated GIF or WebP becomes.
+enum class AnimatedMode {
+  first_frame,  ///< "first-frame": a still thumbnail of the first frame (decode_image)
+  animate,      ///< "animate": an animated thumbnail (animation.hpp), WebP, or GIF for a GIF with format `same`
+};
+
+/// `/nodes/thumbnail/video`: what a video (MP4/MOV, WebM; Imgur's mp4 and gifv links) becomes.
+enum class VideoMode {
+  poster,  ///< "poster": downloaded like any item, a still thumbnail of a frame near the start (video.hpp)
+  skip,    ///< "skip": reported as skipped, "not an image (video/mp4)", never downloaded
+};
+
+/// "first-frame", "animate" / "poster", "skip".
+std::string_view name_of(AnimatedMode mode);
+std::string_view name_of(VideoMode mode);
+
 /// `/nodes/thumbnail/...`: resize and encode (one decode makes every size).
 struct ThumbnailConfig {
   pixflow::Concurrency concurrency = pixflow::Concurrency::unlimited();
@@ -77,6 +95,11 @@ struct ThumbnailConfig {
   int jpeg_quality = 85;                 ///< 1..100
   int webp_quality = 80;                 ///< 1..100
   int png_compression = 3;               ///< 0..9
+  AnimatedMode animated = AnimatedMode::first_frame;  ///< "first-frame" or "animate"
+  /// Frames an animation may have, 1..100000; a file with more is refused ("too many frames (N > cap)").
+  /// Its memory is bounded by /nodes/decode/max_memory_mb as well (frames x width x height x 4).
+  std::size_t max_frames = 1000;
+  VideoMode video = VideoMode::poster;   ///< "poster" or "skip"
   friend bool operator==(const ThumbnailConfig&, const ThumbnailConfig&) = default;
 };
 
@@ -106,6 +129,7 @@ inline constexpr long kMaxRedirects = 100;
 inline constexpr int kMaxRetries = 100;
 inline constexpr double kMaxRatePerHost = 1'000'000;           ///< requests per second
 inline constexpr int kMaxThumbnailSide = 65535;
+inline constexpr std::size_t kMaxFrames = 100'000;  ///< bound of thumbnail.max_frames
 
 /// A config error. `path()` is the JSON pointer at fault ("/nodes/download/concurency"; "" for the
 /// root or a file-level problem), `message()` says what is wrong, `file()` names the file ("" when

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "pixflow/tasks/expected.hpp"
+#include "pixflow/tasks/image_types.hpp"
 
 namespace pixflow::tasks {
 
@@ -51,11 +52,29 @@ std::vector<std::string> imgur_headers(const GalleryQuery& query);
 bool requires_client_id(std::string_view api);
 
 /// One image a listing names.
+///
+/// @code
+/// // {"type": "image/gif", "animated": true, "link": ".../a.gifv", "mp4": ".../a.mp4"}
+/// // -> link ".../a.mp4", kind video, skip_reason "not an image (video/mp4)"
+/// const bool skip = !image.skip_reason.empty() &&
+///                   !(image.kind == MediaKind::video && config.thumbnail.video == VideoMode::poster);
+/// @endcode
 struct ListedImage {
-  std::string link;         ///< the image URL ("https://i.imgur.com/abc.jpg")
+  std::string link;         ///< the URL to download ("https://i.imgur.com/abc.jpg"; a .gifv link's .mp4)
   std::string id;           ///< Imgur id, may be empty
   std::string mime;         ///< the listed type ("image/jpeg"); empty when the listing gives none
-  std::string skip_reason;  ///< why it is not processed ("not an image (video/mp4)"); empty: process it
+  /// Why a run does not process it ("not an image (text/html)"); empty: process it. A video keeps
+  /// the reason a run with `thumbnail.video: "skip"` reports, "not an image (video/mp4)": whether it
+  /// is skipped is the pipeline's decision (config.hpp's VideoMode), told by `kind`.
+  std::string skip_reason;
+  /// What the listing says it is: `video` for a `video/*` type, an .mp4/.webm/.mov/.m4v link, or a
+  /// .gifv link (an HTML page around an MP4: `link` is then the item's `mp4` link, or the same URL
+  /// ending .mp4); `animated` for `"animated": true` or an image/gif; `still` otherwise. A hint given
+  /// before the download: the bytes decide how it is decoded (decode.hpp's media_kind).
+  MediaKind kind = MediaKind::still;
+  /// For an animated item, the listing's `mp4` link: the same animation as a video, often much smaller
+  /// than the GIF (empty when not given). Not downloaded unless the pipeline chooses to.
+  std::string mp4;
 };
 
 /// What one gallery page lists.
@@ -73,7 +92,8 @@ struct GalleryPage {
 /// "listing error 403: <data.error>" (success false). The text's size is not capped here: the
 /// download's max_bytes bounds it.
 /// Items without a link are ignored. Items whose type starts with "image/" (or that have no type)
-/// are kept; others are listed with skip_reason "not an image (<type>)". Albums (`is_album`) with
+/// are kept; others are listed with skip_reason "not an image (<type>)"; videos and .gifv links are
+/// listed with kind video (see ListedImage). Albums (`is_album`) with
 /// `images[]` are expanded in place; albums with only `images_count`/`cover` go to albums_to_expand
 /// (unless images_count is 0).
 Expected<GalleryPage> parse_gallery_page(std::string_view json);
