@@ -378,7 +378,7 @@ TEST_CASE("two workers drain a queue: every item done once, every thumbnail writ
                                           "garden.png", "ladybird-alpha.png", "two-wings.jpg", "tiny.jpg", "wood.webp"};
   std::vector<std::string> urls{base + "/slow/aqua.jpg", base + "/slow/storm-rotated.jpg"};
   for (std::size_t i = 2; i < ok_names.size(); ++i) urls.push_back(base + "/photos/" + ok_names[i]);
-  urls.push_back(base + "/photos/animation.gif");
+  urls.push_back(base + "/photos/broken.gif");
   urls.push_back(base + "/photos/missing.jpg");
 
   const auto enqueued = run_cli({"enqueue", "--redis", url, "--queue", queue, "urls", write_urls(dir, urls).string()}, dir);
@@ -413,7 +413,7 @@ TEST_CASE("two workers drain a queue: every item done once, every thumbnail writ
   CHECK(s["in_progress"] == 0);
   CHECK(s["workers"] == 0);  // both left
   REQUIRE(s["failures"].size() == 2);
-  CHECK(s["failures"][0]["reason"] == "unsupported format (gif)");
+  CHECK(s["failures"][0]["reason"] == "truncated gif");
   CHECK(s["failures"][1]["reason"] == "http 404");
   CHECK(s["failures"][1]["url"] == base + "/photos/missing.jpg");
   require_thumbnails(out, ok_names);
@@ -431,7 +431,7 @@ TEST_CASE("a worker killed with kill -9 loses nothing: the others reclaim its it
   std::vector<std::string> urls;
   for (const auto& n : slow) urls.push_back(base + "/slow/" + n);
   for (const auto& n : fast) urls.push_back(base + "/photos/" + n);
-  urls.push_back(base + "/photos/animation.gif");
+  urls.push_back(base + "/photos/broken.gif");
   WorkQueue watch(fixture_address(), queue);
   REQUIRE(watch.enqueue(urls).queued == 9);
 
@@ -460,9 +460,9 @@ TEST_CASE("a worker killed with kill -9 loses nothing: the others reclaim its it
   const QueueStatus s = watch.status();
   CHECK(s.total == 9);
   CHECK(s.done + s.failed == s.total);
-  CHECK(s.failed == 1);  // the GIF, for its own reason
+  CHECK(s.failed == 1);  // the GIF cut short, for its own reason
   REQUIRE(s.failures.size() == 1);
-  CHECK(s.failures[0].reason == "unsupported format (gif)");
+  CHECK(s.failures[0].reason == "truncated gif");
   CHECK(s.pending == 0);
   CHECK(s.in_progress == 0);
   std::vector<std::string> ok_names = slow;

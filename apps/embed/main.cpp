@@ -2,7 +2,7 @@
 //
 //   folder ─▶ limit(max_in_flight) ─▶ read ─▶ decode ─▶ thumbnail ─▶ grayscale (ours) ─▶ encode ─▶ write
 //                                           (decode, thumbnail, grayscale, encode: every core)
-//              a failed item (a GIF: "unsupported format (gif)") is reported; the others go on
+//              a failed item (a GIF cut short: "truncated gif") is reported; the others go on
 //
 // `embed IN_DIR OUT_DIR TRACE.json` also writes a Chrome trace of the run (chrome://tracing, ui.perfetto.dev).
 //
