@@ -100,6 +100,11 @@ inline Bytes make_gif(pixflow::tasks::Size screen, const std::vector<GifColorTyp
       const auto padded = gif_palette(f.palette);
       local = GifMakeMapObject(static_cast<int>(padded.size()), padded.data());
     }
+    if (local == nullptr && gif->Image.ColorMap != nullptr) {
+      // giflib 5.2.1 forgets (leaks) the previous frame's local palette when a frame has none.
+      GifFreeMapObject(gif->Image.ColorMap);
+      gif->Image.ColorMap = nullptr;
+    }
     check(EGifPutImageDesc(gif, f.left, f.top, f.width, f.height, f.interlace, local), "image");
     GifFreeMapObject(local);
     std::vector<int> order;

@@ -3,11 +3,14 @@
 // failure reason: truncated and corrupt containers, a codec off the allow-list, the three limits.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "media_support.hpp"
 #include "pixflow/tasks/decode.hpp"
@@ -183,4 +186,48 @@ TEST_CASE("sniff_format tells MP4, MOV and WebM, not HEIF stills", "[video][deco
   CHECK(sniff_format(Bytes(mkv.begin(), mkv.end())) == ImageFormat::unknown);
   CHECK(name_of(ImageFormat::mp4) == "mp4");
   CHECK(extension_of(ImageFormat::webm) == ".webm");
+}
+
+// ---- Costs (hidden: run by hand, `pixflow_tests "[media-cost]"`; they print figures, assert nothing) ----
+
+namespace {
+
+void poster_cost(const std::string& encoder, Size size, int seconds, bool fade_in) {
+  pixflow::test::TempDir dir;
+  const auto photo = decode_image(pixflow::test::read_bytes(pixflow::test::photo("two-wings.jpg")), Size{4096, 4096});
+  REQUIRE(photo);
+  cv::Mat wide;
+  cv::resize(photo->pixels, wide, cv::Size(size.width * 5 / 4, size.height), 0, 0, cv::INTER_AREA);
+  ClipSpec spec;
+  spec.encoder = encoder;
+  spec.size = size;
+  spec.fps = 30;
+  spec.frames = 30 * seconds;
+  spec.gop = 250;  // x264's default: one keyframe in a 5 s clip
+  spec.bit_rate = 8'000'000;
+  spec.picture = [&](int i) -> cv::Mat {
+    if (fade_in && i < 30) return cv::Mat(size.height, size.width, CV_8UC3, cv::Scalar::all(0));
+    const int x = (size.width / 4) * i / spec.frames;
+    return wide(cv::Rect(x, 0, size.width, size.height)).clone();
+  };
+  const Bytes clip = make_clip(dir / "clip.mp4", spec);
+  std::vector<double> ms;
+  for (int run = 0; run < 7; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto poster = decode_video_poster(clip, Size{128, 128});
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    REQUIRE(poster);
+  }
+  std::sort(ms.begin(), ms.end());
+  WARN(encoder << " " << to_string(size) << " " << seconds << " s (" << clip.size() / 1024 << " KiB)"
+               << (fade_in ? ", first second black" : "") << ": poster " << ms[ms.size() / 2] << " ms (median of 7, min "
+               << ms.front() << ")");
+}
+
+}  // namespace
+
+TEST_CASE("poster cost: 1080p 5 s clips", "[.][media-cost]") {
+  poster_cost("libx264", {1920, 1080}, 5, false);
+  poster_cost("libx264", {1920, 1080}, 5, true);
+  poster_cost("mpeg4", {1920, 1080}, 5, false);
 }
