@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <stop_token>
 #include <thread>
 #include <chrono>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "pixflow/tasks/output_lock.hpp"
+#include "pixflow/tasks/naming.hpp"
 #include "pixflow/tasks/pipeline.hpp"
 #include "pixflow/tasks/report.hpp"
 #include "support.hpp"
@@ -788,4 +790,76 @@ TEST_CASE("a second run into an OUT in use fails at once, before anything ran", 
   CHECK_THROWS_WITH(run_pipeline(UrlListSource{{server_url() + "/photos/aqua.jpg"}}, options),
                     Catch::Contains("is in use by another pixflow run (pid " + std::to_string(::getpid()) + ")"));
   CHECK(files_in(out.path()).empty());
+}
+
+TEST_CASE("a stream source runs items pushed while the run goes on, reports each through on_item, keeps none",
+          "[e2e][pipeline][server]") {
+  TempDir out;
+  const std::vector<std::string> urls = served_urls();
+  REQUIRE(urls.size() >= 4);
+  std::mutex mutex;
+  std::map<std::string, ItemStatus> finished;
+  PipelineOptions options;
+  options.out = out.path();
+  options.config.max_in_flight = 2;  // pushes wait for room: the producer is held back by the run
+  options.on_item = [&](const ItemReport& item) {
+    std::lock_guard lock(mutex);
+    CHECK(finished.emplace(item.input, item.status).second);  // once per item
+  };
+  std::size_t most_room = 0;
+  const PipelineReport report = run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                                               for (const auto& url : urls) {
+                                                 most_room = std::max(most_room, feed.room());
+                                                 CHECK(feed.push(url));
+                                               }
+                                               CHECK(feed.push(photo_url("missing.jpg")));
+                                             }},
+                                             options);
+  CHECK(report.items.empty());  // a stream keeps nothing: on_item had every item
+  CHECK(most_room <= 2);
+  std::lock_guard lock(mutex);
+  CHECK(finished.size() == urls.size() + 1);
+  for (const auto& url : urls) {
+    INFO(url);
+    CHECK(finished[url] == ItemStatus::ok);
+  }
+  CHECK(finished[photo_url("missing.jpg")] == ItemStatus::failed);
+  for (const auto& url : urls) CHECK(fs::exists(out.path() / name_from_url(url)));
+
+  SECTION("pushed again into the same OUT, done items are skipped by the resume route") {
+    std::size_t skipped = 0;
+    options.on_item = [&](const ItemReport& item) { skipped += item.status == ItemStatus::skipped ? 1 : 0; };
+    run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                   for (const auto& url : urls) feed.push(url);
+                 }},
+                 options);
+    CHECK(skipped == urls.size());
+  }
+}
+
+TEST_CASE("a stream source whose producer throws cancels the run; run_pipeline rethrows; pushes then fail",
+          "[e2e][pipeline][server]") {
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  bool refused = false;
+  std::stop_source stop;
+  options.stop = stop.get_token();
+  SECTION("a producer that throws") {
+    CHECK_THROWS_WITH(run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                                     feed.push(photo_url("aqua.jpg"));
+                                     throw std::runtime_error("queue gone");
+                                   }},
+                                   options),
+                      "queue gone");
+  }
+  SECTION("a stop request: the next push is refused and the producer returns") {
+    const PipelineReport report = run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                                                 stop.request_stop();
+                                                 for (int i = 0; i < 1000 && !refused; ++i) refused = !feed.push(photo_url("aqua.jpg"));
+                                               }},
+                                               options);
+    CHECK(refused);
+    CHECK(report.run.cancelled);
+  }
 }
