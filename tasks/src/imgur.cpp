@@ -113,6 +113,7 @@ void add_image(const json& item, std::vector<ListedImage>& out) {
   if (image.link.empty()) return;
   image.id = string_member(item, "id");
   image.mime = string_member(item, "type");
+  if (const auto size = item.find("size"); size != item.end() && size->is_number_unsigned()) image.size = size->get<std::uint64_t>();
   const std::string mp4 = string_member(item, "mp4");
   const std::string extension = lower_extension(image.link);
   const bool video_type = image.mime.rfind("video/", 0) == 0;
