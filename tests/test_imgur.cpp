@@ -290,6 +290,12 @@ TEST_CASE("listed items carry their kind; gifv links resolve to their mp4", "[im
   CHECK(items[5].skip_reason == "not an image (video/webm)");
   CHECK(items[6].kind == MediaKind::still);
   CHECK(items[6].skip_reason == "not an image (text/html)");
+
+  // Whether a run skips them: videos only when it makes no posters; other non-images always.
+  CHECK(listed_skip_reason(items[0], true).empty());
+  CHECK(listed_skip_reason(items[0], false) == "not an image (video/mp4)");
+  CHECK(listed_skip_reason(items[3], false).empty());
+  CHECK(listed_skip_reason(items[6], true) == "not an image (text/html)");
 }
 
 TEST_CASE("the listed size of an image is kept (0 when absent or not a byte count)", "[imgur]") {

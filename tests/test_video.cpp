@@ -85,6 +85,8 @@ TEST_CASE("a poster of a WebM made with libvpx", "[video]") {
   CHECK(reddish(poster->pixels.at<cv::Vec3b>(120, 40)));
   CHECK(bluish(poster->pixels.at<cv::Vec3b>(120, 280)));
   CHECK(decode_image(webm, Size{64, 64}).error().reason == "unsupported format (webm)");
+  // A folder scan sniffs a file's first 32 bytes (sources.cpp): enough for FFmpeg's WebM header.
+  CHECK(sniff_format(std::span<const std::uint8_t>(webm.data(), 32)) == ImageFormat::webm);
 }
 
 TEST_CASE("a clip that fades in from black gets its first frame that is not blank", "[video]") {

@@ -213,6 +213,11 @@ Expected<std::vector<ListedImage>> parse_album_images(std::string_view text) {
   return images;
 }
 
+std::string_view listed_skip_reason(const ListedImage& image, bool video_posters) {
+  if (image.kind == MediaKind::video && video_posters) return {};
+  return image.skip_reason;
+}
+
 bool LinkDeduplicator::first_time(std::string_view link) {
   const std::lock_guard lock(mutex_);
   return seen_.emplace(link).second;

@@ -51,8 +51,7 @@ bool requires_client_id(std::string_view api);
 /// @code
 /// // {"type": "image/gif", "animated": true, "link": ".../a.gifv", "mp4": ".../a.mp4"}
 /// // -> link ".../a.mp4", kind video, skip_reason "not an image (video/mp4)"
-/// const bool skip = !image.skip_reason.empty() &&
-///                   !(image.kind == MediaKind::video && config.thumbnail.video == VideoMode::poster);
+/// std::string_view why = listed_skip_reason(image, config.thumbnail.video == VideoMode::poster);
 /// @endcode
 struct ListedImage {
   std::string link;         ///< the URL to download ("https://i.imgur.com/abc.jpg"; a .gifv link's .mp4)
@@ -72,6 +71,16 @@ struct ListedImage {
   /// than the GIF (empty when not given). Not downloaded unless the pipeline chooses to.
   std::string mp4;
 };
+
+/// Why a run passes over `image`, "" to process it: its skip_reason, except that a video is processed
+/// when the run makes posters (config.hpp: `thumbnail.video` is "poster"). The one rule for every
+/// caller of a listing (the pipeline's list stage, `pixflow enqueue`).
+/// @code
+/// const bool posters = config.thumbnail.video == VideoMode::poster;
+/// if (auto why = listed_skip_reason(image, posters); !why.empty()) report_skipped(image.link, why);
+/// else download(image.link);
+/// @endcode
+std::string_view listed_skip_reason(const ListedImage& image, bool video_posters);
 
 /// What one gallery page lists.
 struct GalleryPage {
