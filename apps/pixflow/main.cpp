@@ -7,6 +7,7 @@
 //                                                    ▼                                      ▼
 //                decode (every core) ─▶ thumbnail (every core) ─▶ encode (every core)
 //                  ─▶ write (io: atomic + fsync on a disk pool, ≤4) ─▶ record (into the report)
+// (`--index` writes OUT/index.html from the report once the run has ended: index_page.hpp.)
 // (`--dump-graph` prints the graph as built, in DOT; `--trace FILE` records a run for chrome://tracing.)
 //
 // Parses the command line and the config, runs pixflow::tasks::run_pipeline, prints a summary and
@@ -30,6 +31,7 @@
 #include <pixflow/engine/cancel.hpp>
 #include <pixflow/tasks/allocator.hpp>
 #include <pixflow/tasks/config.hpp>
+#include <pixflow/tasks/index_page.hpp>
 #include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/sources.hpp>
 
@@ -47,6 +49,7 @@ struct CommonOptions {
   std::string out;
   std::vector<std::string> sizes;
   std::string format;
+  std::string mode;
   std::string config_file;
   std::string report_file;
   std::optional<std::size_t> threads;
@@ -56,12 +59,14 @@ struct CommonOptions {
   bool dump_config = false;
   std::string trace_file;
   bool dump_graph = false;
+  bool index = false;
 };
 
 void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--out,-o", common.out, "Output folder, created if missing (required)");
   cmd.add_option("--size", common.sizes, "Thumbnail box WxH, repeatable (default 128x128)")->take_all();
   cmd.add_option("--format", common.format, "Thumbnail format: same|jpg|png|webp (default same)");
+  cmd.add_option("--mode", common.mode, "Thumbnail mode: fit (inside the box) | fill (exactly the box, centre crop); default fit");
   cmd.add_option("--config", common.config_file, "Tuning config (JSON); options given here override it");
   cmd.add_option("--report", common.report_file, "Write the JSON report to FILE ('-' for stdout)");
   cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)")
@@ -73,12 +78,14 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--trace", common.trace_file,
                  "Write a Chrome-trace JSON of the run to FILE (chrome://tracing, ui.perfetto.dev)");
   cmd.add_flag("--dump-graph", common.dump_graph, "Print the task graph as Graphviz DOT and exit");
+  cmd.add_flag("--index", common.index,
+               "After the run, write OUT/index.html: the thumbnails linked to their originals, failures with reasons");
 }
 
 /// The config file merged with the command-line overrides. Throws ConfigError naming what is wrong.
 PipelineConfig effective_config(const CommonOptions& common) {
   PipelineConfig config = common.config_file.empty() ? PipelineConfig{} : load_config(common.config_file);
-  return apply_overrides(std::move(config), ConfigOverrides{common.sizes, common.format, common.threads});
+  return apply_overrides(std::move(config), ConfigOverrides{common.sizes, common.format, common.threads, common.mode});
 }
 
 std::string seconds(double s) {
@@ -169,6 +176,14 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
   if (show_progress) std::cerr << "\r\033[K";
   int code = exit_ok;
   if (!common.report_file.empty()) code = write_report(report, common.report_file);
+  if (common.index) {
+    auto page = write_index_page(common.out, report.items, IndexPageOptions{.originals_saved = save_originals});
+    if (!page) {
+      std::cerr << "pixflow: --index: " << page.error().reason
+                << (page.error().detail.empty() ? "" : " (" + page.error().detail + ")") << '\n';
+      code = exit_items_failed;
+    }
+  }
   if (!common.quiet) print_summary(report, common.out);
   if (report.source_unusable()) {
     if (common.quiet)

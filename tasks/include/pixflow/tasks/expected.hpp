@@ -14,6 +14,7 @@
 /// if (!port) std::cerr << port.error().reason;
 /// else use(*port);
 /// @endcode
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -52,6 +53,31 @@ class Expected {
 
  private:
   std::variant<T, Error> state_;
+};
+
+/// Success with no value, or the reason it failed: `return {};` on success, `return Error{...};` else.
+///
+/// @code
+/// pixflow::tasks::Expected<void> check(int n) {
+///   if (n < 0) return pixflow::tasks::Error{"negative"};
+///   return {};
+/// }
+/// if (auto done = check(-1); !done) std::cerr << done.error().reason;
+/// @endcode
+template <>
+class Expected<void> {
+ public:
+  Expected() = default;
+  Expected(Error error) : error_(std::move(error)) {}  // NOLINT: implicit by design
+
+  [[nodiscard]] bool has_value() const noexcept { return !error_.has_value(); }
+  explicit operator bool() const noexcept { return has_value(); }
+
+  [[nodiscard]] const Error& error() const& { return *error_; }
+  [[nodiscard]] Error&& error() && { return std::move(*error_); }
+
+ private:
+  std::optional<Error> error_;
 };
 
 }  // namespace pixflow::tasks
