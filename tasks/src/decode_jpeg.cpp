@@ -18,8 +18,10 @@
 #include <memory>
 #include <vector>
 
-#include <jerror.h>
+// jpeglib.h first: it defines JPEG_LIB_VERSION, which jerror.h tests to number its messages (included
+// first, JWRN_BOGUS_ICC was 125 here and 127 in the library).
 #include <jpeglib.h>
+#include <jerror.h>
 
 #include "colour_detail.hpp"
 #include "decode_detail.hpp"
