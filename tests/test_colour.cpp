@@ -5,12 +5,14 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <jpeglib.h>
@@ -573,4 +575,34 @@ TEST_CASE("embed_icc_profile tags JPEG, PNG and WebP files that the decoders rea
   CHECK(embed_icc_profile(Bytes{1, 2, 3}, ImageFormat::png, p3.bytes()).error().reason == "cannot embed icc profile in png");
   CHECK(embed_icc_profile(Bytes{1, 2, 3}, ImageFormat::webp, p3.bytes()).error().reason == "cannot embed icc profile in webp");
   CHECK(embed_icc_profile(Bytes{1, 2, 3}, ImageFormat::gif, p3.bytes()).error().reason == "cannot embed icc profile in gif");
+}
+
+TEST_CASE("convert_to_srgb from many threads at once: one cached transform, the same pixels", "[colour]") {
+  const Profile adobe(adobe_rgb());
+  const Bytes icc = adobe.bytes();
+  cv::Mat source;
+  cv::resize(sample_photo("dune.jpg"), source, cv::Size(160, 240), 0, 0, cv::INTER_AREA);
+  cv::Mat expected = source.clone();
+  // Alternate with other profiles so that the cache is filled and hit concurrently.
+  std::vector<Bytes> others;
+  for (int i = 0; i < 20; ++i) {
+    Bytes other = icc;
+    other[other.size() - 1] = static_cast<std::uint8_t>(other[other.size() - 1] ^ (i + 1));  // a different key
+    others.push_back(std::move(other));
+  }
+  REQUIRE(convert_to_srgb(expected, icc).has_value());
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        cv::Mat pixels = source.clone();
+        const Bytes& profile = (i + t) % 3 == 0 ? others[static_cast<std::size_t>((i * 4 + t) % 20)] : icc;
+        (void)convert_to_srgb(pixels, profile);
+        if (&profile == &icc && cv::norm(pixels, expected, cv::NORM_INF) != 0.0) ++mismatches;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  CHECK(mismatches == 0);
 }
