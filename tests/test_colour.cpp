@@ -459,7 +459,7 @@ TEST_CASE("Grey images keep their look; a grey profile converts them as grey", "
     REQUIRE(image.pixels.type() == CV_8UC4);
     REQUIRE(image.icc_profile == icc);
     cv::Mat thumb = image.pixels.clone();
-    REQUIRE(convert_to_srgb(thumb, icc).has_value());
+    REQUIRE(convert_to_srgb(thumb, icc).ok());
     REQUIRE(thumb.type() == CV_8UC4);
     cv::Mat alpha;
     cv::extractChannel(thumb, alpha, 3);
@@ -478,7 +478,7 @@ TEST_CASE("convert_to_srgb keeps alpha and leaves pixels alone on a broken or fo
     cv::cvtColor(wide, bgra, cv::COLOR_BGR2BGRA);
     for (int y = 0; y < bgra.rows; ++y) bgra.at<cv::Vec4b>(y, y % bgra.cols)[3] = static_cast<std::uint8_t>(y % 256);
     cv::Mat converted = bgra.clone();
-    REQUIRE(convert_to_srgb(converted, icc).has_value());
+    REQUIRE(convert_to_srgb(converted, icc).ok());
     cv::Mat alpha_before;
     cv::Mat alpha_after;
     cv::extractChannel(bgra, alpha_before, 3);
@@ -493,7 +493,7 @@ TEST_CASE("convert_to_srgb keeps alpha and leaves pixels alone on a broken or fo
   }
   SECTION("no profile: nothing to do") {
     cv::Mat same = wide.clone();
-    CHECK(convert_to_srgb(same, {}).has_value());
+    CHECK(convert_to_srgb(same, {}).ok());
     CHECK(cv::norm(same, wide, cv::NORM_INF) == 0.0);
   }
   SECTION("garbage, a cut profile, a CMYK profile for RGB pixels: an error, pixels untouched") {
@@ -506,8 +506,8 @@ TEST_CASE("convert_to_srgb keeps alpha and leaves pixels alone on a broken or fo
       INFO(reason);
       cv::Mat pixels = wide.clone();
       const auto result = convert_to_srgb(pixels, profile);
-      REQUIRE_FALSE(result.has_value());
-      CHECK(result.error().reason == reason);
+      REQUIRE_FALSE(result.ok());
+      CHECK(result.failure().reason == reason);
       CHECK(cv::norm(pixels, wide, cv::NORM_INF) == 0.0);
       // In a file, such a profile decodes fine and the thumbnail is made as if it were sRGB.
       const DecodedImage image = decoded(libjpeg_encode(wide, profile), Size{128, 128});
@@ -518,8 +518,8 @@ TEST_CASE("convert_to_srgb keeps alpha and leaves pixels alone on a broken or fo
   SECTION("pixels that are not 8-bit BGR(A)") {
     cv::Mat deep(4, 4, CV_16UC3, cv::Scalar(1000, 2000, 3000));
     const auto result = convert_to_srgb(deep, icc);
-    REQUIRE_FALSE(result.has_value());
-    CHECK(result.error().reason == "unsupported pixels");
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.failure().reason == "unsupported pixels");
   }
 }
 
@@ -590,7 +590,7 @@ TEST_CASE("convert_to_srgb from many threads at once: one cached transform, the 
     other[other.size() - 1] = static_cast<std::uint8_t>(other[other.size() - 1] ^ (i + 1));  // a different key
     others.push_back(std::move(other));
   }
-  REQUIRE(convert_to_srgb(expected, icc).has_value());
+  REQUIRE(convert_to_srgb(expected, icc).ok());
   std::vector<std::thread> threads;
   std::atomic<int> mismatches{0};
   for (int t = 0; t < 4; ++t) {

@@ -269,7 +269,7 @@ std::vector<std::uint8_t> base64_decode(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("pixflow --index: the page shows every thumbnail in a real headless Chromium", "[index][browser]") {
+TEST_CASE("pixflow --index: the page shows every thumbnail in a real headless Chromium", "[index][browser][slow]") {
   if (!std::filesystem::exists("/usr/bin/chromium") || !std::filesystem::exists("/usr/bin/chromedriver")) {
     WARN("chromium or chromium-driver is not installed (scripts/setup installs them): browser test not run");
     return;

@@ -29,7 +29,7 @@
 /// auto image = decode_image(body, Size{256, 256});
 /// cv::Mat small = make_thumbnail(image->pixels, Size{256, 256});
 /// if (auto done = convert_to_srgb(small, image->icc_profile); !done)
-///   log(done.error().reason);      // "invalid icc profile": small is unchanged, shown as sRGB
+///   log(done.failure().reason);    // "invalid icc profile": small is unchanged, shown as sRGB
 /// auto bytes = encode_image(small, ImageFormat::jpeg, EncodeOptions{.embed_srgb_profile = true});
 /// @endcode
 #include <cstdint>
