@@ -158,6 +158,18 @@ TEST_CASE("decode_animation reads the loop count and fits frames to the box", "[
   CHECK(at(small->frames[3], 0, 0) == kBluePx);
 }
 
+TEST_CASE("fill mode keeps frames large enough to fill the box, then crops every frame alike", "[animation]") {
+  const auto kept = decode_animation(composed_gif(), Size{8, 8}, DecodeLimits{}, AnimationLimits{}, ThumbnailMode::fill);
+  REQUIRE(kept);
+  CHECK(kept->size == Size{16, 8});  // cover_size(20x10, 8x8): uncropped
+  const Animation filled = make_animated_thumbnail(*kept, Size{8, 8}, ThumbnailMode::fill);
+  CHECK(filled.size == Size{8, 8});
+  REQUIRE(filled.frames.size() == 5);
+  for (const cv::Mat& f : filled.frames) CHECK(f.size() == cv::Size(8, 8));
+  CHECK(at(filled.frames[0], 4, 4) == kRedPx);
+  CHECK(filled.delays_ms == kept->delays_ms);
+}
+
 TEST_CASE("decode_image gives a GIF's first frame, composed", "[animation][decode]") {
   const auto first = decode_image(composed_gif(), Size{128, 128});
   REQUIRE(first);

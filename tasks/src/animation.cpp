@@ -18,7 +18,9 @@
 #include <opencv2/imgproc.hpp>
 
 #include "animation_detail.hpp"
+#include "colour_detail.hpp"
 #include "decode_detail.hpp"
+#include "pixflow/tasks/colour.hpp"
 
 namespace pixflow::tasks {
 
@@ -56,16 +58,24 @@ Expected<std::size_t> decode_frames(Bytes bytes, ImageFormat format, const detai
 }
 
 /// The body of decode_animation, exceptions left to the caller.
+/// The box frames are kept to (with make_thumbnail's fit): the largest box for `fit`; for `fill`, the
+/// size that covers it, so that every box can still be filled (cropped) from the frames kept.
+Size keep_box(Size source, Size largest_box, ThumbnailMode mode) {
+  return mode == ThumbnailMode::fill ? cover_size(source, largest_box) : largest_box;
+}
+
 Expected<Animation> decode_animation_checked(Bytes bytes, Size largest_box, DecodeLimits limits,
-                                             AnimationLimits animation_limits) {
+                                             AnimationLimits animation_limits, ThumbnailMode mode) {
   const ImageFormat format = sniff_format(bytes);
   if (format == ImageFormat::unknown) return Error{"not an image"};
   if (format != ImageFormat::gif && format != ImageFormat::webp) {
-    // A still (or a refused format): decode_image says what it is; one frame, fitted like the others.
-    auto still = decode_image(bytes, largest_box, limits);
+    // A still (or a refused format): decode_image says what it is; one frame, kept like the others.
+    auto still = decode_image(bytes, largest_box, limits, mode);
     if (!still) return std::move(still).error();
     Animation animation;
-    cv::Mat frame = make_thumbnail(still->pixels, largest_box);
+    const Size stored{still->pixels.cols, still->pixels.rows};
+    cv::Mat frame = make_thumbnail(still->pixels, keep_box(stored, largest_box, mode));
+    animation.icc_profile = std::move(still->icc_profile);
     if (frame.channels() == 3) cv::cvtColor(frame, frame, cv::COLOR_BGR2BGRA);
     animation.size = Size{frame.cols, frame.rows};
     animation.frames.push_back(std::move(frame));
@@ -82,7 +92,8 @@ Expected<Animation> decode_animation_checked(Bytes bytes, Size largest_box, Deco
     return Error{"too many frames (" + std::to_string(layout->frames) + " > " +
                  std::to_string(animation_limits.max_frames) + ")"};
   const Size canvas = layout->canvas;
-  const Size kept = fit_within(canvas, largest_box);
+  const Size box = keep_box(canvas, largest_box, mode);
+  const Size kept = fit_within(canvas, box);
   const bool resized = kept != canvas;
   const std::size_t fixed =
       add_sat(layout->working_bytes, resized ? mul_sat(pixels_of(canvas), kResizeBytesPerPixel) : 0);
@@ -95,7 +106,7 @@ Expected<Animation> decode_animation_checked(Bytes bytes, Size largest_box, Deco
   animation.frames.reserve(layout->frames);
   animation.delays_ms.reserve(layout->frames);
   auto decoded = decode_frames(bytes, format, *layout, layout->frames, [&](const cv::Mat& frame, int delay_ms) {
-    animation.frames.push_back(make_thumbnail(frame, largest_box));
+    animation.frames.push_back(make_thumbnail(frame, box));
     animation.delays_ms.push_back(delay_ms);
     return true;
   });
@@ -104,6 +115,7 @@ Expected<Animation> decode_animation_checked(Bytes bytes, Size largest_box, Deco
   animation.size = kept;
   animation.source_format = format;
   animation.source_size = canvas;
+  if (format == ImageFormat::webp) animation.icc_profile = detail::webp_icc_profile(bytes);
   return animation;
 }
 
@@ -423,10 +435,10 @@ Expected<DecodedImage> decode_first_frame(Bytes bytes, ImageFormat format, std::
 }  // namespace detail
 
 Expected<Animation> decode_animation(std::span<const std::uint8_t> bytes, Size largest_box, DecodeLimits limits,
-                                     AnimationLimits animation_limits) {
+                                     AnimationLimits animation_limits, ThumbnailMode mode) {
   if (bytes.empty()) return Error{"empty body"};
   try {
-    return decode_animation_checked(bytes, largest_box, limits, animation_limits);
+    return decode_animation_checked(bytes, largest_box, limits, animation_limits, mode);
   } catch (const std::bad_alloc&) {
     return detail::out_of_memory();
   } catch (const cv::Exception& e) {
@@ -435,14 +447,19 @@ Expected<Animation> decode_animation(std::span<const std::uint8_t> bytes, Size l
   }
 }
 
-Animation make_animated_thumbnail(const Animation& animation, Size box) {
+Animation make_animated_thumbnail(const Animation& animation, Size box, ThumbnailMode mode) {
   Animation out;
   out.delays_ms = animation.delays_ms;
   out.loop_count = animation.loop_count;
   out.source_format = animation.source_format;
   out.source_size = animation.source_size;
   out.frames.reserve(animation.frames.size());
-  for (const cv::Mat& frame : animation.frames) out.frames.push_back(make_thumbnail(frame, box));
+  for (const cv::Mat& frame : animation.frames) {
+    cv::Mat small = make_thumbnail(frame, box, mode);
+    // As for a still: a profile that cannot be used leaves the pixels as they are, taken as sRGB.
+    if (!animation.icc_profile.empty()) (void)convert_to_srgb(small, animation.icc_profile);
+    out.frames.push_back(std::move(small));
+  }
   out.size = out.frames.empty() ? Size{} : Size{out.frames.front().cols, out.frames.front().rows};
   return out;
 }

@@ -50,6 +50,9 @@ struct Animation {
   Size size;                     ///< of every frame
   ImageFormat source_format = ImageFormat::unknown;  ///< from the magic bytes
   Size source_size;              ///< the source's canvas (logical screen)
+  /// The frames' ICC profile (an animated WebP's ICCP chunk); empty: sRGB. make_animated_thumbnail
+  /// converts to sRGB (colour.hpp) and leaves it empty.
+  std::vector<std::uint8_t> icc_profile;
 };
 
 /// Bounds on one animation, besides DecodeLimits' memory budget.
@@ -62,9 +65,10 @@ struct AnimationLimits {
 };
 
 /// Decodes every frame of a GIF or a WebP (animated or not), composed, into BGRA frames kept at
-/// fit_within(canvas, largest_box): each composed canvas is resized with make_thumbnail (thumbnail.hpp)
-/// as soon as it is decoded, so only one canvas is ever held at full size. Another still format (JPEG,
-/// PNG, BMP) gives a one-frame animation through decode_image and make_thumbnail.
+/// fit_within(canvas, largest_box) (`fill`: at cover_size(canvas, largest_box), uncropped, so that
+/// every box can be filled from them): each composed canvas is resized with make_thumbnail
+/// (thumbnail.hpp) as soon as it is decoded, so only one canvas is ever held at full size. Another
+/// still format (JPEG, PNG, BMP) gives a one-frame animation through decode_image and make_thumbnail.
 ///
 /// GIF composition follows what browsers do: the canvas starts transparent; each frame's palette is its
 /// local one or the global one; its transparent index leaves the pixel below; interlaced rows are put
@@ -85,12 +89,13 @@ struct AnimationLimits {
 /// webp" / "corrupt webp", decode_image's reasons for a still, "unsupported format (mp4)" for a video,
 /// "not an image", "empty body", "out of memory". Failures are values; nothing is written to stderr.
 Expected<Animation> decode_animation(std::span<const std::uint8_t> bytes, Size largest_box, DecodeLimits limits = {},
-                                     AnimationLimits animation_limits = {});
+                                     AnimationLimits animation_limits = {}, ThumbnailMode mode = ThumbnailMode::fit);
 
-/// `animation` with every frame resized to fit `box` by make_thumbnail (the same rule and filter as a
-/// still thumbnail: aspect kept, never upscaled, INTER_AREA, premultiplied alpha); delays, loop count
-/// and source fields kept. A frame that already fits is copied.
-Animation make_animated_thumbnail(const Animation& animation, Size box);
+/// `animation` with every frame made to meet `box` by make_thumbnail (the same rule and filter as a
+/// still thumbnail: `fit` or `fill`, never upscaled, INTER_AREA, premultiplied alpha), then converted to
+/// sRGB when the animation carries an ICC profile (a profile that cannot be used is ignored, as for a
+/// still); delays, loop count and source fields kept. A frame that already fits is copied.
+Animation make_animated_thumbnail(const Animation& animation, Size box, ThumbnailMode mode = ThumbnailMode::fit);
 
 /// Encodes an animation as an animated WebP or a GIF, every frame and delay kept, and the loop count.
 /// - webp: WebPAnimEncoder, lossy at options.webp_quality with alpha kept (frames may be stored as the
