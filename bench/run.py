@@ -80,7 +80,26 @@ class Run:
         self.maxrss_mb = rusage.ru_maxrss / 1024.0  # KiB on Linux
 
     def json_out(self) -> dict:
-        return json.loads(self.stdout.strip().splitlines()[-1])
+        return last_json(self.stdout, shlex.join(map(str, self.argv)))
+
+
+def last_json(text: str, what: str) -> dict:
+    """The JSON object a measuring command printed last on stdout. Each of them prints one JSON document
+    (pixflow-bench on one line); it may span lines, and lines before it (a library's chatter) are
+    skipped: the document is the last line-starting '{' whose value runs to the end of the output."""
+    text = text.strip()
+    decoder = json.JSONDecoder()
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    for start in reversed(starts):
+        if not text.startswith("{", start):
+            continue
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if not text[end:].strip():
+            return value
+    raise SystemExit("bench: %s printed no JSON object at the end of its output:\n%s" % (what, text[-2000:]))
 
 
 def run(argv, cwd=None, env=None, check=True) -> Run:
@@ -312,7 +331,7 @@ class Bench:
         """`cores` floor programs at once: each one's work time, to compare with one alone."""
         procs = [subprocess.Popen([str(self.args.bench), "floor", str(self.photos)], stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True) for _ in range(self.cores)]
-        outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        outs = [last_json(p.communicate()[0], "pixflow-bench floor") for p in procs]
         return {"seconds": max(o["seconds"] for o in outs), "each_s": [o["seconds"] for o in outs]}
 
     def startup(self) -> dict:

@@ -1,5 +1,5 @@
 // pixflow-bench: the C++ measurements of the benchmark (bench/run.py runs them; see bench/README in
-// bench/RESULTS.md). One subcommand per measurement, each printing one JSON object.
+// bench/RESULTS.md). One subcommand per measurement, each printing one JSON object on one line.
 #include <CLI/CLI.hpp>
 
 #include <exception>
