@@ -288,7 +288,7 @@ TEST_CASE("the /redis config keys are read from the same file as the pipeline's"
   CHECK_THROWS_WITH(load_worker_config("/dev/zero"), Catch::Contains("too large (more than 1 MiB)"));
 }
 
-TEST_CASE("enqueue adds each URL once and status counts it", "[queue][redis]") {
+TEST_CASE("enqueue adds each URL once and status counts it", "[queue][redis][server]") {
   const std::string name = fresh_queue("enqueue");
   WorkQueue queue(fixture_address(), name);
   CHECK(queue.name() == name);
@@ -323,7 +323,7 @@ TEST_CASE("enqueue adds each URL once and status counts it", "[queue][redis]") {
   CHECK(j["failures"].empty());
 }
 
-TEST_CASE("a bad queue name, an unreachable Redis and a refused login are errors, not hangs", "[queue][redis]") {
+TEST_CASE("a bad queue name, an unreachable Redis and a refused login are errors, not hangs", "[queue][redis][server]") {
   CHECK_THROWS_AS(WorkQueue(fixture_address(), "no spaces"), std::invalid_argument);
 
   RedisAddress closed = fixture_address();
@@ -368,7 +368,7 @@ TEST_CASE("a bad queue name, an unreachable Redis and a refused login are errors
   CHECK(bad_config.err.find("/redis/batch_size") != std::string::npos);
 }
 
-TEST_CASE("two workers drain a queue: every item done once, every thumbnail written", "[queue][redis]") {
+TEST_CASE("two workers drain a queue: every item done once, every thumbnail written", "[queue][redis][server]") {
   pixflow::test::TempDir dir;
   const std::string base = pixflow::test::server_url();
   const std::string url = redis_url();
@@ -420,7 +420,7 @@ TEST_CASE("two workers drain a queue: every item done once, every thumbnail writ
   CHECK(temporaries_in(out) == 0);
 }
 
-TEST_CASE("a worker killed with kill -9 loses nothing: the others reclaim its items", "[queue][redis]") {
+TEST_CASE("a worker killed with kill -9 loses nothing: the others reclaim its items", "[queue][redis][server]") {
   pixflow::test::TempDir dir;
   const std::string base = pixflow::test::server_url();
   const std::string url = redis_url();
@@ -470,7 +470,7 @@ TEST_CASE("a worker killed with kill -9 loses nothing: the others reclaim its it
   require_thumbnails(out, ok_names);
 }
 
-TEST_CASE("a worker stopped with SIGTERM hands its unfinished items back at once", "[queue][redis]") {
+TEST_CASE("a worker stopped with SIGTERM hands its unfinished items back at once", "[queue][redis][server]") {
   pixflow::test::TempDir dir;
   const std::string base = pixflow::test::server_url();
   const std::string url = redis_url();
@@ -504,7 +504,7 @@ TEST_CASE("a worker stopped with SIGTERM hands its unfinished items back at once
   require_thumbnails(out, {"garden.png", "ladybird-alpha.png", "tiny.jpg"});
 }
 
-TEST_CASE("an item whose workers keep dying fails for good after max_deliveries", "[queue][redis]") {
+TEST_CASE("an item whose workers keep dying fails for good after max_deliveries", "[queue][redis][server]") {
   pixflow::test::TempDir dir;
   const std::string url = redis_url();
   const std::string queue = fresh_queue("poison");
@@ -538,7 +538,7 @@ TEST_CASE("an item whose workers keep dying fails for good after max_deliveries"
   CHECK(late.report()["items"] == 0);
 }
 
-TEST_CASE("workers ride out a Redis restart and finish the queue", "[queue][redis]") {
+TEST_CASE("workers ride out a Redis restart and finish the queue", "[queue][redis][server]") {
   // A Redis of this test's own (appendonly), restarted on the same port: the shared fixture stays up.
   pixflow::test::TempDir dir;
   const fs::path state = dir / "redis";
