@@ -154,7 +154,7 @@ int run_download(const DownloadOptions& options) {
     run.run();
     if (config.durability == pixflow::tasks::Durability::at_end) {  // as the pipeline ends its run
       if (auto synced = pixflow::tasks::sync_output_folder(options.out); !synced)
-        throw std::runtime_error(synced.error().reason + " (" + synced.error().detail + ")");
+        throw std::runtime_error(synced.failure().reason + " (" + synced.failure().detail + ")");
     }
     done = run.done();
     failed = run.failed();

@@ -140,7 +140,7 @@ Expected<std::filesystem::path> write_file_atomically(const std::filesystem::pat
   return target;
 }
 
-Expected<std::filesystem::path> sync_output_folder(const std::filesystem::path& out) {
+Expected<void> sync_output_folder(const std::filesystem::path& out) {
   const auto failure = [&](int error) { return Error{"cannot sync: " + detail::errno_reason(error), out.string()}; };
   const int fd = ::open(out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return failure(errno);
@@ -150,7 +150,7 @@ Expected<std::filesystem::path> sync_output_folder(const std::filesystem::path& 
   const int error = errno;
   ::close(fd);
   if (result != 0) return failure(error);
-  return out;
+  return pixflow::ok();
 }
 
 bool output_complete(const std::filesystem::path& out, std::string_view name) {

@@ -10,7 +10,7 @@
 /// auto path = write_file_atomically(out_dir, "aqua_thumbnail.jpg", bytes, Durability::at_end);
 /// if (!path) report(path.error().reason, path.error().detail);  // "cannot write: no space left on device", path
 /// // ... every write of the run ...
-/// if (auto synced = sync_output_folder(out_dir); !synced) warn(synced.error().reason);  // "cannot sync: ..."
+/// if (auto synced = sync_output_folder(out_dir); !synced) warn(synced.failure().reason);  // "cannot sync: ..."
 /// @endcode
 #include <cstddef>
 #include <cstdint>
@@ -74,14 +74,14 @@ Expected<std::filesystem::path> write_file_atomically(const std::filesystem::pat
 /// Makes everything written so far into `out` durable with one syncfs(2) of the filesystem `out` is
 /// on: file data, the renames and the folder itself (Durability::at_end's sync; a no-op's cost when
 /// nothing is dirty). It also writes back other dirty files of that filesystem: one call per run (or
-/// per batch of acknowledgements), never per file. Returns `out`, or Error "cannot sync: <strerror>"
-/// with `out` in the detail: the folder cannot be opened, or the kernel reports a write-back error
-/// since it was opened (Linux >= 5.8 reports them through syncfs: EIO, ENOSPC, EDQUOT). Thread-safe.
+/// per batch of acknowledgements), never per file. Fails with "cannot sync: <strerror>" and `out` in
+/// the detail when the folder cannot be opened, or the kernel reports a write-back error since it was
+/// opened (Linux >= 5.8 reports them through syncfs: EIO, ENOSPC, EDQUOT). Thread-safe.
 /// @code
 /// auto synced = sync_output_folder(out);   // after the last write of the run
-/// if (!synced) std::cerr << "pixflow: " << synced.error().reason << " (" << synced.error().detail << ")\n";
+/// if (!synced) std::cerr << "pixflow: " << synced.failure().reason << " (" << synced.failure().detail << ")\n";
 /// @endcode
-Expected<std::filesystem::path> sync_output_folder(const std::filesystem::path& out);
+Expected<void> sync_output_folder(const std::filesystem::path& out);
 
 /// True when out/name is a complete output of an earlier run: a non-empty regular file. Decided with
 /// lstat, so a symlink (wherever it points), a FIFO, a folder or a socket named like an output is not
