@@ -11,7 +11,7 @@
 ///                          "header_timeout_s": 30, "stall_timeout_s": 30, "min_speed_bytes_s": 1024,
 ///                          "max_bytes": 67108864, "max_redirects": 5,
 ///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0,
-///                          "ca_file": "", "http2": "auto"},
+///                          "ca_file": "", "http2": "off"},
 ///            "decode":    {"concurrency": "unlimited", "max_memory_mb": 512},
 ///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
 ///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3},
@@ -73,8 +73,11 @@ struct DownloadConfig {
   /// when the config is read).
   std::filesystem::path ca_file{};
   /// `http2`: "auto" (true): HTTP/2 offered to https servers (ALPN), transfers to one host multiplexed on
-  /// its connections; "off" (false): HTTP/1.1 only, one transfer per connection. Plain http is HTTP/1.1.
-  bool http2 = true;
+  /// its connections; "off" (false, the default): HTTP/1.1 only, one transfer per connection. Plain http
+  /// is HTTP/1.1. libcurl multiplexes every transfer to a host onto one connection when it can: with 80 ms
+  /// round trips and 8 MB/s per connection, 300 photos took 15.4 s over HTTP/2 against 6.6 s over 32
+  /// HTTP/1.1 connections; unthrottled, the two were even (bench/RESULTS.md, "https" and "lan_https").
+  bool http2 = false;
   friend bool operator==(const DownloadConfig&, const DownloadConfig&) = default;
 };
 

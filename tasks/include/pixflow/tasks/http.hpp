@@ -66,9 +66,11 @@ struct HttpOptions {
   /// "" = the system's. A file curl cannot use fails each https transfer with curl's message.
   std::filesystem::path ca_file{};
   /// true: HTTP/2 offered to https servers (ALPN; CURL_HTTP_VERSION_2TLS) and transfers to one host
-  /// multiplexed on its connections (CURLPIPE_MULTIPLEX); false: HTTP/1.1 only, one transfer per
-  /// connection. per_host still caps transfers (streams), and connections with them. Plain http: HTTP/1.1.
-  bool http2 = true;
+  /// multiplexed on its connections (CURLPIPE_MULTIPLEX: libcurl puts as many as it can on one);
+  /// false (the default): HTTP/1.1 only, one transfer per connection, per_host connections to a host.
+  /// per_host caps transfers (streams) either way. Plain http: HTTP/1.1. On a link where each connection
+  /// gets its own share of the bandwidth, multiplexing onto one connection is slower (config.hpp).
+  bool http2 = false;
 };
 
 /// One GET. `headers` are sent as given, each "Name: value".
