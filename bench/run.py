@@ -12,16 +12,17 @@ Serves the photo sets (DIR, and the sets beside it under --data: large/, baselin
 loopback (bench/nginx.conf.in; http and https with HTTP/2, a certificate of a CA made for the run)
 behind Imgur-shaped listings, in the conditions of CONDITIONS below: "lan" (nginx directly), "wan"
 and "wan8" (through bench/latency_proxy.py: a round trip per request and 3 or 8 MB/s per connection),
-"https" (wan8 over TLS), "large" and "baseline" (wan8 with the large-file set and the baseline-JPEG
-set). Then, interleaving the repetitions (the best of them is reported, the median is in the JSON too;
+"https" (wan8 over TLS) and "lan_https" (unthrottled TLS), "large" and "baseline" (wan8 with the
+large-file set and the baseline-JPEG set). Then, interleaving the repetitions (the best of them is reported, the median is in the JSON too;
 each run first waits, up to --idle-wait-s, until the machine's cores are 90 % idle, since other work on
 a shared machine only ever adds time):
   - end to end, per condition: pixflow gallery (with --trace: the time from the last byte downloaded
     to the end of the run) | bench/baselines/seed_pipeline.py | pixflow-bench download
     (download-only) | curl --parallel --parallel-max 32 of every URL, known up front (the limit's
-    download); in lan and wan also bench/baselines/curl_vips.sh; a condition's controls (pixflow with
-    one setting changed: per_host 16 in wan, durability per-item in wan8, the other download.http2 in
-    https); per photo set: pixflow-bench floor (the limit's CPU) and pixflow thumbs (thumbs-only)
+    download; over https both HTTP/1.1 and HTTP/2 once, then the faster); in lan and wan also
+    bench/baselines/curl_vips.sh; a condition's controls, once (pixflow with one setting changed:
+    per_host 16 in wan, durability per-item in wan8, the other download.http2 in https and lan_https);
+    per photo set: pixflow-bench floor (the limit's CPU) and pixflow thumbs (thumbs-only)
   - the physical limit of each condition: max(curl's download wall, (floor CPU + curl's CPU + the
     servers' CPU during curl's download) / cores), and pixflow's ratio to it
   - local folder: pixflow thumbs (thumbs-only; 1 thread and every core) | pixflow-bench floor, alone
@@ -538,13 +539,17 @@ class Bench:
         if c.curl_vips:
             self.add(k + ".curl_vips", self.curl_vips, c)
         self.add(k + ".download_only", self.download_only, c)
-        if c.network.tls:
+        if not c.network.tls:
+            self.add(k + ".curl_download", self.curl_download, c)
+        elif rep == 0:  # both protocols once; then only the faster one, the limit's
             self.add(k + ".curl_download_http1", self.curl_download, c, "http1.1")
             self.add(k + ".curl_download_http2", self.curl_download, c, "http2")
         else:
-            self.add(k + ".curl_download", self.curl_download, c)
-        for key, _, config in c.controls:
-            self.add("%s.pixflow_%s" % (k, key), self.pixflow_gallery, c, config=config)
+            faster = min(("http1", "http2"), key=lambda v: self.med("%s.curl_download_%s" % (k, v)))
+            self.add("%s.curl_download_%s" % (k, faster), self.curl_download, c, {"http1": "http1.1"}.get(faster, faster))
+        if rep == 0:  # controls: one run each (a setting's effect, not a figure of record)
+            for key, _, config in c.controls:
+                self.add("%s.pixflow_%s" % (k, key), self.pixflow_gallery, c, config=config)
 
     def measure(self) -> None:
         reps = self.args.reps
@@ -765,7 +770,7 @@ def conditions_table(f: dict, v: dict, cores: int) -> list:
     extra = [name for name in f["conditions"] if "curl_download_http1_s" in f[name]]
     if controls or extra:
         rows.append("")
-        rows.append("| control | condition | pixflow | vs seeds | pixflow / limit |")
+        rows.append("| control (one run each) | condition | pixflow | vs seeds | pixflow / limit |")
         rows.append("|---|---|---|---|---|")
         for name, key in controls:
             c = f[name]
@@ -773,7 +778,7 @@ def conditions_table(f: dict, v: dict, cores: int) -> list:
                 c["label_" + key], name, c["pixflow_%s_s" % key], c["pixflow_s"], c["vs_seed_" + key], c["vs_limit_" + key]))
         for name in extra:
             c = f[name]
-            rows.append("| curl download-only, HTTP/1.1 (32 connections) / HTTP/2 (multiplexed) | %s | %.2f s / %.2f s | | |" % (
+            rows.append("| curl download-only, HTTP/1.1 (32 connections) / HTTP/2 (multiplexed; the slower: one run) | %s | %.2f s / %.2f s | | |" % (
                 name, c["curl_download_http1_s"], c["curl_download_http2_s"]))
     return rows
 
