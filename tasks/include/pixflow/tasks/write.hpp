@@ -39,8 +39,9 @@ enum class Durability {
   /// fsync the file before the rename and the folder after it: on disk when write_file_atomically
   /// returns. Two fsyncs per file (1,600 for 300 photos and their thumbnails, 1.7 s of the disk threads).
   per_item,
-  /// No fsync per file; the caller calls sync_output_folder(out) once at the end of the run (one
-  /// syncfs(2)), and a Redis worker before it acknowledges a batch. A power loss (not a kill) before
+  /// No fsync per file (its write-back is started, not waited for: sync_file_range(2)); the caller
+  /// calls sync_output_folder(out) once at the end of the run (one syncfs(2)), and a Redis worker before
+  /// it acknowledges a batch. A power loss (not a kill) before
   /// that sync may leave the files written since the last sync missing, empty or cut short, as the
   /// filesystem had written them back: after one, rerun with --force (a resume trusts what stands).
   at_end,
