@@ -482,7 +482,7 @@ class Bench:
         if got != len(self.urls[c.name]):
             raise SystemExit("bench: curl --parallel wrote %d files, expected %d" % (got, len(self.urls[c.name])))
         self.done_with(out)
-        return {"wall_s": r.wall, "cpu_s": r.cpu, "protocol": protocol or "http/1.1"}
+        return {"wall_s": r.wall, "cpu_s": r.cpu, "protocol": "HTTP/2" if protocol == "http2" else "HTTP/1.1"}
 
     # a photo set, for the limit (floor) and the overlap (thumbs-only)
     def set_folder(self, data: str) -> Path:
