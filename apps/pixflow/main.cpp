@@ -9,6 +9,7 @@
 //                   ├─ original in OUT ──▶ read original (io, disk pool) ─┐
 //                   └─ fetch ────────────▶ download (io; thumbs: read) ───┴─▶ fetched (merge)
 //   ─▶ decode ─▶ thumbnail ─▶ encode ─▶ write (io, disk pool) ─▶ record (into the report)
+// (`--index` writes OUT/index.html from the report once the run has ended: index_page.hpp.)
 // (`--dump-graph` prints the graph as built, in DOT; `--trace FILE` records a run for chrome://tracing.)
 //
 // Parses the command line and the config, runs pixflow::tasks::run_pipeline, prints a summary and
@@ -32,6 +33,7 @@
 #include <pixflow/engine/cancel.hpp>
 #include <pixflow/tasks/allocator.hpp>
 #include <pixflow/tasks/config.hpp>
+#include <pixflow/tasks/index_page.hpp>
 #include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/sources.hpp>
 
@@ -49,6 +51,7 @@ struct CommonOptions {
   std::string out;
   std::vector<std::string> sizes;
   std::string format;
+  std::string mode;
   std::string config_file;
   std::string report_file;
   std::optional<std::size_t> threads;
@@ -58,12 +61,14 @@ struct CommonOptions {
   bool dump_config = false;
   std::string trace_file;
   bool dump_graph = false;
+  bool index = false;
 };
 
 void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--out,-o", common.out, "Output folder, created if missing (required)");
   cmd.add_option("--size", common.sizes, "Thumbnail box WxH, repeatable (default 128x128)")->take_all();
   cmd.add_option("--format", common.format, "Thumbnail format: same|jpg|png|webp (default same)");
+  cmd.add_option("--mode", common.mode, "Thumbnail mode: fit (inside the box) | fill (exactly the box, centre crop); default fit");
   cmd.add_option("--config", common.config_file, "Tuning config (JSON); options given here override it");
   cmd.add_option("--report", common.report_file, "Write the JSON report to FILE ('-' for stdout)");
   cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)")
@@ -75,12 +80,14 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--trace", common.trace_file,
                  "Write a Chrome-trace JSON of the run to FILE (chrome://tracing, ui.perfetto.dev)");
   cmd.add_flag("--dump-graph", common.dump_graph, "Print the task graph as Graphviz DOT and exit");
+  cmd.add_flag("--index", common.index,
+               "After the run, write OUT/index.html: the thumbnails linked to their originals, failures with reasons");
 }
 
 /// The config file merged with the command-line overrides. Throws ConfigError naming what is wrong.
 PipelineConfig effective_config(const CommonOptions& common) {
   PipelineConfig config = common.config_file.empty() ? PipelineConfig{} : load_config(common.config_file);
-  return apply_overrides(std::move(config), ConfigOverrides{common.sizes, common.format, common.threads});
+  return apply_overrides(std::move(config), ConfigOverrides{common.sizes, common.format, common.threads, common.mode});
 }
 
 std::string seconds(double s) {
@@ -90,7 +97,7 @@ std::string seconds(double s) {
 }
 
 void print_summary(const PipelineReport& report, const std::string& out) {
-  std::cerr << "pixflow: " << report.items.size() << " items: " << report.count(ItemStatus::ok) << " done, "
+  std::cerr << "pixflow: " << report.tally.total << " items: " << report.count(ItemStatus::ok) << " done, "
             << report.count(ItemStatus::failed) << " failed, " << report.count(ItemStatus::skipped) << " skipped in "
             << seconds(report.run.wall_s) << " → " << out << '\n';
   if (report.run.cancelled) std::cerr << "pixflow: stopped early: " << report.run.cancel_reason << '\n';
@@ -120,20 +127,39 @@ std::optional<std::string> report_path_problem(const std::string& file) {
   return std::nullopt;
 }
 
-int write_report(const PipelineReport& report, const std::string& file) {
-  if (file == "-") {
-    write_json(std::cout, report);
+/// Where `--report` goes: nowhere, stdout, or a file; the report is written item by item as the run
+/// goes (ReportWriter), so nothing of a finished item is held in memory.
+class ReportSink {
+ public:
+  explicit ReportSink(std::string file) : file_(std::move(file)) {}
+  void item(const ItemReport& item) {
+    if (open()) writer_->item(item);
+  }
+  /// Ends the report; exit_ok, or exit_items_failed when it could not be written.
+  int finish(const PipelineReport& report) {
+    if (!open()) return exit_ok;
+    writer_->finish(report);
+    if (file_ != "-" && !file_stream_) {
+      std::cerr << "pixflow: cannot write the report to " << file_ << '\n';
+      return exit_items_failed;
+    }
     return exit_ok;
   }
-  std::ofstream out(file);
-  write_json(out, report);
-  out.flush();
-  if (!out) {
-    std::cerr << "pixflow: cannot write the report to " << file << '\n';
-    return exit_items_failed;
+
+ private:
+  /// Opened with the first item (or at the end): a run that never starts leaves the file alone.
+  bool open() {
+    if (file_.empty()) return false;
+    if (!writer_) {
+      if (file_ != "-") file_stream_.open(file_);
+      writer_.emplace(file_ == "-" ? std::cout : file_stream_);
+    }
+    return true;
   }
-  return exit_ok;
-}
+  std::string file_;
+  std::ofstream file_stream_;
+  std::optional<ReportWriter> writer_;
+};
 
 /// The live line: done/failed/total, items per second, ETA, and items in flight per node.
 void print_progress(const Progress& p) {
@@ -160,6 +186,11 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
   options.trace_path = common.trace_file;
   const bool show_progress = !common.quiet && (common.progress || isatty(STDERR_FILENO) == 1);
   if (show_progress) options.on_progress = print_progress;
+  ReportSink report_sink(common.report_file);
+  // The report is written as items finish: memory flat in the input's length. The index page lists
+  // every item in input order, so --index keeps them.
+  options.keep_items = common.index;
+  options.on_item = [&report_sink](const ItemReport& item) { report_sink.item(item); };
   pixflow::install_interrupt_handler();
   PipelineReport report;
   try {
@@ -169,8 +200,15 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
     return exit_usage;
   }
   if (show_progress) std::cerr << "\r\033[K";
-  int code = exit_ok;
-  if (!common.report_file.empty()) code = write_report(report, common.report_file);
+  int code = report_sink.finish(report);
+  if (common.index) {
+    auto page = write_index_page(common.out, report.items, IndexPageOptions{.originals_saved = save_originals});
+    if (!page) {
+      std::cerr << "pixflow: --index: " << page.error().reason
+                << (page.error().detail.empty() ? "" : " (" + page.error().detail + ")") << '\n';
+      code = exit_items_failed;
+    }
+  }
   if (!common.quiet) print_summary(report, common.out);
   if (report.source_unusable()) {
     if (common.quiet)
