@@ -37,13 +37,13 @@ constexpr std::string_view temporary_prefix = ".pixflow-tmp-";
 /// @endcode
 enum class Durability {
   /// fsync the file before the rename and the folder after it: on disk when write_file_atomically
-  /// returns. Two fsyncs per file (1,600 for 300 photos and their thumbnails, 1.7 s of the disk threads).
+  /// returns. Two fsyncs per file (1,600 for 400 photos and their thumbnails: 1.7 s of the disk threads).
   per_item,
   /// No fsync per file (its write-back is started, not waited for: sync_file_range(2)); the caller
   /// calls sync_output_folder(out) once at the end of the run (one syncfs(2)), and a Redis worker before
-  /// it acknowledges a batch. A power loss (not a kill) before
-  /// that sync may leave the files written since the last sync missing, empty or cut short, as the
-  /// filesystem had written them back: after one, rerun with --force (a resume trusts what stands).
+  /// it acknowledges a batch. A power loss (not a kill) before that sync may leave the files written
+  /// since the last sync missing, empty or cut short, as the filesystem had written them back: after
+  /// one, rerun with --force (a resume trusts what stands).
   at_end,
   /// Never synced by pixflow: the kernel writes the files back on its own (ext4 and XFS: within ~30 s).
   none,
@@ -58,9 +58,8 @@ std::optional<Durability> parse_durability(std::string_view text);
 /// temporary_prefix + pid + random suffix, created exclusively and never through a symlink, mode 0666
 /// minus umask), written fully, then renamed over dir/name (replacing an older regular file of that
 /// name). With Durability::per_item (the default here) the temporary is fsync'ed before the rename and
-/// the directory after it; at_end and none sync nothing (see Durability). The temporary file is removed
-/// on any failure. `name` must be a
-/// plain file name: not empty, no '/' or NUL, not "." or "..", not starting with temporary_prefix;
+/// the directory after it; at_end starts the file's write-back, none does nothing more (see
+/// Durability). The temporary file is removed on any failure. `name` must be a plain file name: not empty, no '/' or NUL, not "." or "..", not starting with temporary_prefix;
 /// otherwise Error "unsafe name". Nothing is ever written through a symlink or into a FIFO: the rename
 /// replaces a directory entry and opens nothing, and a name already taken by something that is not a
 /// regular file (pixflow writes nothing else) is left alone: "cannot write: name taken by a symlink"
