@@ -59,8 +59,8 @@ std::optional<Durability> parse_durability(std::string_view text);
 /// minus umask), written fully, then renamed over dir/name (replacing an older regular file of that
 /// name). With Durability::per_item (the default here) the temporary is fsync'ed before the rename and
 /// the directory after it; at_end starts the file's write-back, none does nothing more (see
-/// Durability). The temporary file is removed on any failure. `name` must be a plain file name: not empty, no '/' or NUL, not "." or "..", not starting with temporary_prefix;
-/// otherwise Error "unsafe name". Nothing is ever written through a symlink or into a FIFO: the rename
+/// Durability). The temporary file is removed on any failure. `name` must be a plain file name: not
+/// empty, no '/' or NUL, not "." or "..", not starting with temporary_prefix; otherwise Error "unsafe name". Nothing is ever written through a symlink or into a FIFO: the rename
 /// replaces a directory entry and opens nothing, and a name already taken by something that is not a
 /// regular file (pixflow writes nothing else) is left alone: "cannot write: name taken by a symlink"
 /// (or "a fifo", "a folder", "a socket", "a device"). Other errors: "cannot write: <strerror>"
