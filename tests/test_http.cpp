@@ -1,6 +1,7 @@
 // HttpClient against the real nginx fixture (and, for misbehaviour nginx cannot produce on demand, a tiny
 // raw TCP server in this file: a body that stalls, a body of unknown length, a redirect to file://, a
 // scripted sequence of answers for retries: 500 then 200, 429/503 with Retry-After, a lying Content-Length).
+// HTTPS: the fixture's TLS port (HTTP/2 offered) with its throwaway CA (download.ca_file, download.http2).
 #include "pixflow/tasks/http.hpp"
 
 #include <arpa/inet.h>
@@ -15,6 +16,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <ctime>
+#include <fstream>
+#include <random>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -23,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "pixflow/tasks/config.hpp"
+#include "pixflow/tasks/pipeline.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -843,4 +848,118 @@ TEST_CASE("HttpClient retries: cancelling a transfer that waits for its retry", 
     CHECK(c.get(0).attempts == 1);
     CHECK(since(start) < 5);
   }
+}
+
+namespace {
+
+/// The nginx fixture's TLS base URL ("https://127.0.0.1:PORT") and the CA that signed its certificate.
+std::string tls_url() {
+  std::ifstream in(pixflow::test::fixture_dir("nginx") / "tls_base_url");
+  std::string url;
+  if (!std::getline(in, url) || url.empty()) throw std::runtime_error("no tls_base_url: is the nginx fixture running?");
+  return url;
+}
+std::filesystem::path tls_ca() { return pixflow::test::fixture_dir("nginx") / "tls" / "ca.pem"; }
+
+/// The protocol nginx logged for the request whose target contains `marker` ("HTTP/2.0", "HTTP/1.1").
+std::string logged_protocol(const std::string& marker) {
+  std::ifstream log(pixflow::test::fixture_dir("nginx") / "logs" / "access.log");
+  for (std::string line; std::getline(log, line);) {
+    const auto at = line.find(marker);
+    if (at == std::string::npos) continue;
+    const auto space = line.find(' ', at);
+    const auto quote = line.find('"', at);
+    if (space != std::string::npos && quote != std::string::npos && space < quote) return line.substr(space + 1, quote - space - 1);
+  }
+  return "";
+}
+
+std::string unique_marker() { return "m" + std::to_string(std::random_device{}()) + std::to_string(std::random_device{}()); }
+
+}  // namespace
+
+TEST_CASE("HttpClient over https: ca_file trusts the fixture's CA; HTTP/2 when offered, HTTP/1.1 when off", "[http][server]") {
+  const bool http2 = GENERATE(true, false);
+  INFO("http2 " << http2);
+  HttpClient client({.ca_file = tls_ca(), .http2 = http2});
+  const std::string marker = unique_marker();
+  Collector c;
+  const std::vector<std::string> names = {"tiny.jpg", "aqua.jpg", "dune.jpg", "garden.png"};
+  for (std::size_t i = 0; i < names.size(); ++i)  // at once: multiplexed on one connection with HTTP/2
+    client.submit({tls_url() + "/photos/" + names[i] + "?" + marker + "-" + std::to_string(i), {}}, c.callback(i));
+  REQUIRE(c.wait_for(names.size()));
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const HttpResponse r = c.get(i);
+    INFO(r.url << ": " << r.failure_reason());
+    CHECK(r.ok());
+    CHECK(r.body == pixflow::test::read_bytes(pixflow::test::photo(names[i])));
+    CHECK(logged_protocol(marker + "-" + std::to_string(i)) == (http2 ? "HTTP/2.0" : "HTTP/1.1"));
+  }
+}
+
+TEST_CASE("HttpClient over https: a certificate nobody trusts fails at once, with curl's reason", "[http][server]") {
+  SECTION("the system's CAs do not know the fixture's") {
+    HttpClient client({.retries = 3});
+    const HttpResponse r = fetch(client, tls_url() + "/photos/tiny.jpg");
+    CHECK_FALSE(r.ok());
+    CHECK(r.status == 0);
+    CHECK(r.error.find("certificate") != std::string::npos);
+    CHECK(r.attempts == 1);  // not a failure that passes: never retried
+  }
+  SECTION("a ca_file that holds no certificate") {
+    HttpClient client({.retries = 3, .ca_file = pixflow::test::photo("tiny.jpg")});
+    const HttpResponse r = fetch(client, tls_url() + "/photos/tiny.jpg");
+    CHECK_FALSE(r.ok());
+    CHECK_FALSE(r.error.empty());
+    CHECK(r.attempts == 1);
+  }
+  SECTION("plain http ignores ca_file") {
+    HttpClient client({.ca_file = pixflow::test::photo("tiny.jpg")});
+    CHECK(fetch(client, pixflow::test::server_url() + "/photos/tiny.jpg").ok());
+  }
+}
+
+TEST_CASE("config: download.ca_file must be a readable file, download.http2 is auto or off; both reach HttpOptions",
+          "[http][config]") {
+  using pixflow::tasks::ConfigError;
+  using pixflow::tasks::parse_config;
+  using pixflow::tasks::PipelineConfig;
+  using nlohmann::json;
+  const pixflow::test::TempDir dir;
+  const auto ca = dir / "ca.pem";
+  pixflow::test::write_text(ca, "-----BEGIN CERTIFICATE-----\n");
+
+  const PipelineConfig defaults;
+  CHECK(defaults.download.ca_file.empty());
+  CHECK_FALSE(defaults.download.http2);  // bench/RESULTS.md: 32 HTTP/1.1 connections beat one multiplexed
+  CHECK(pixflow::tasks::http_options(defaults).ca_file.empty());
+  CHECK_FALSE(pixflow::tasks::http_options(defaults).http2);
+  CHECK_FALSE(HttpOptions{}.http2);
+  CHECK(pixflow::tasks::to_json(defaults).at("/nodes/download/http2"_json_pointer) == "off");
+
+  const auto c = parse_config(json{{"nodes", {{"download", {{"ca_file", ca.string()}, {"http2", "auto"}}}}}});
+  CHECK(c.download.ca_file == ca);
+  CHECK(c.download.http2);
+  const HttpOptions options = pixflow::tasks::http_options(c);
+  CHECK(options.ca_file == ca);
+  CHECK(options.http2);
+  CHECK(parse_config(pixflow::tasks::to_json(c)) == c);
+  CHECK(pixflow::tasks::to_json(c).at("/nodes/download/http2"_json_pointer) == "auto");
+  CHECK(parse_config(json{{"nodes", {{"download", {{"ca_file", ""}, {"http2", "off"}}}}}}) == defaults);
+
+  const auto error_of = [](const json& download) -> std::string {
+    try {
+      parse_config(json{{"nodes", {{"download", download}}}});
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  CHECK(error_of({{"ca_file", (dir / "missing.pem").string()}}) ==
+        "/nodes/download/ca_file: cannot read \"" + (dir / "missing.pem").string() + "\": no such file or directory");
+  CHECK(error_of({{"ca_file", dir.path().string()}}) ==
+        "/nodes/download/ca_file: not a regular file: \"" + dir.path().string() + "\"");
+  CHECK(error_of({{"ca_file", 7}}) == "/nodes/download/ca_file: expected a path (string), got 7");
+  CHECK(error_of({{"http2", "on"}}) == "/nodes/download/http2: expected \"auto\" or \"off\", got \"on\"");
+  CHECK(error_of({{"http2", true}}) == "/nodes/download/http2: expected \"auto\" or \"off\", got true");
 }

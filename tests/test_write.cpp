@@ -1,5 +1,6 @@
 // write.hpp: atomic writes (exact bytes, no temporary left, no partial file ever visible), unsafe names,
-// clean failures, stale temporaries.
+// clean failures, stale temporaries; durability modes (complete files whatever the mode, even after
+// kill -9), sync_output_folder, the `durability` config key.
 #include <catch2/catch.hpp>
 
 #include <sched.h>
@@ -19,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "pixflow/tasks/config.hpp"
 #include "pixflow/tasks/write.hpp"
 #include "support.hpp"
 
@@ -311,4 +313,132 @@ TEST_CASE("remove_stale_temporaries under an exclusive hold removes every other 
   CHECK(remove_stale_temporaries(dir.path()) == 0);
   CHECK(remove_stale_temporaries(dir.path(), Leftovers::all_but_this_process) == 1);
   CHECK(names_in(dir.path()) == std::vector<std::string>{mine});
+}
+
+TEST_CASE("every durability writes complete files under their final names and leaves no temporary", "[write]") {
+  const auto mode = GENERATE(Durability::per_item, Durability::at_end, Durability::none);
+  INFO("durability " << to_string(mode));
+  const TempDir dir;
+  const auto photo_bytes = read_bytes(pixflow::test::photo("aqua.jpg"));
+  std::vector<std::string> expected;
+  for (int i = 0; i < 20; ++i) {
+    const std::string name = "photo-" + std::to_string(i) + ".jpg";
+    const auto path = write_file_atomically(dir.path(), name, photo_bytes, mode);
+    REQUIRE(path.has_value());
+    CHECK(*path == dir / name);
+    expected.push_back(name);
+  }
+  const auto other = pattern(5000, 9);  // replacing a file swaps the whole content in every mode
+  REQUIRE(write_file_atomically(dir.path(), "photo-0.jpg", other, mode).has_value());
+  std::sort(expected.begin(), expected.end());
+  CHECK(names_in(dir.path()) == expected);
+  CHECK(read_bytes(dir / "photo-0.jpg") == other);
+  for (int i = 1; i < 20; ++i) CHECK(read_bytes(dir / ("photo-" + std::to_string(i) + ".jpg")) == photo_bytes);
+
+  // Failures still remove the temporary, and refuse what is not a regular file.
+  fs::create_directories(dir / "taken.jpg");
+  const auto taken = write_file_atomically(dir.path(), "taken.jpg", other, mode);
+  REQUIRE_FALSE(taken.has_value());
+  CHECK(taken.error().reason == "cannot write: name taken by a folder");
+  CHECK_FALSE(has_temporary(dir.path()));
+
+  CHECK(sync_output_folder(dir.path()));
+}
+
+TEST_CASE("sync_output_folder syncs OUT's filesystem, and names a folder it cannot open", "[write]") {
+  const TempDir dir;
+  SECTION("an empty folder, twice") {
+    CHECK(sync_output_folder(dir.path()));
+    CHECK(sync_output_folder(dir.path()));
+  }
+  SECTION("a folder that does not exist") {
+    const auto result = sync_output_folder(dir / "missing");
+    REQUIRE_FALSE(result);
+    CHECK(result.failure().reason == "cannot sync: no such file or directory");
+    CHECK(result.failure().detail == (dir / "missing").string());
+  }
+  SECTION("a file, not a folder") {
+    std::ofstream(dir / "plain") << "x";
+    const auto result = sync_output_folder(dir / "plain");
+    REQUIRE_FALSE(result);
+    CHECK(result.failure().reason == "cannot sync: not a directory");
+  }
+}
+
+TEST_CASE("kill -9 in the middle of unsynced writes leaves only complete files under final names", "[write]") {
+  // A child writes files of known content in a loop, without any fsync, telling the parent after each
+  // one; the parent kills it with SIGKILL after some of them, wherever it is in its write.
+  const auto mode = GENERATE(Durability::at_end, Durability::none);
+  INFO("durability " << to_string(mode));
+  const TempDir dir;
+  constexpr std::size_t size = 512 * 1024;
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    for (int i = 0;; ++i) {
+      const auto bytes = pattern(size, static_cast<std::uint8_t>(i));
+      std::string name = std::to_string(i);
+      name.insert(name.begin(), 'f');  // not "f" + ...: GCC 12's -Wrestrict false positive
+      name += ".bin";
+      if (!write_file_atomically(dir.path(), name, bytes, mode)) ::_exit(1);
+      const char tick = 'x';
+      if (::write(pipe_fds[1], &tick, 1) != 1) ::_exit(2);
+    }
+  }
+  ::close(pipe_fds[1]);
+  char ticks[16];
+  std::size_t got = 0;
+  while (got < sizeof ticks) {
+    const ssize_t n = ::read(pipe_fds[0], ticks + got, sizeof ticks - got);
+    REQUIRE(n > 0);
+    got += static_cast<std::size_t>(n);
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ::close(pipe_fds[0]);
+  REQUIRE(WIFSIGNALED(status));
+
+  std::size_t complete = 0;
+  for (const auto& name : names_in(dir.path())) {
+    if (name.starts_with(temporary_prefix)) continue;  // the one being written, if any: a leftover
+    INFO(name);
+    REQUIRE(name.starts_with("f"));
+    const int index = std::stoi(name.substr(1));
+    CHECK(read_bytes(dir / name) == pattern(size, static_cast<std::uint8_t>(index)));
+    ++complete;
+  }
+  CHECK(complete >= sizeof ticks);
+  remove_stale_temporaries(dir.path());  // what the next run does first
+  CHECK_FALSE(has_temporary(dir.path()));
+  CHECK(sync_output_folder(dir.path()));
+}
+
+TEST_CASE("durability: the config key and its names", "[write][config]") {
+  for (const Durability d : {Durability::per_item, Durability::at_end, Durability::none})
+    CHECK(parse_durability(to_string(d)) == d);
+  CHECK(to_string(Durability::at_end) == "at-end");
+  CHECK_FALSE(parse_durability("at_end").has_value());
+  CHECK_FALSE(parse_durability("").has_value());
+
+  CHECK(PipelineConfig{}.durability == Durability::at_end);
+  CHECK(parse_config(nlohmann::json::parse(R"({"durability": "per-item"})")).durability == Durability::per_item);
+  CHECK(parse_config(nlohmann::json::parse(R"({"durability": "none"})")).durability == Durability::none);
+  PipelineConfig c;
+  c.durability = Durability::none;
+  CHECK(to_json(c).at("durability") == "none");
+  CHECK(parse_config(to_json(c)) == c);
+  for (const char* bad : {R"({"durability": "always"})", R"({"durability": true})", R"({"durability": 1})"}) {
+    INFO(bad);
+    try {
+      parse_config(nlohmann::json::parse(bad));
+      FAIL("accepted");
+    } catch (const ConfigError& e) {
+      CHECK(e.path() == "/durability");
+      CHECK(e.message().find(R"(one of "per-item", "at-end", "none")") != std::string::npos);
+    }
+  }
 }

@@ -23,14 +23,16 @@ struct FloorOptions {
 int run_floor(const FloorOptions& options);
 
 /// The pipeline's I/O alone: the Imgur listing (pages `window` at a time) and every download through
-/// pixflow::tasks::HttpClient with the pipeline's default limits (transfers, per host, items alive),
-/// each body written with write_file_atomically by `writers` threads, as the pipeline's write node.
+/// pixflow::tasks::HttpClient with the pipeline's limits (transfers, per host, items alive; its defaults
+/// or `config`'s), each body written with write_file_atomically by `writers` threads, as the pipeline's
+/// write node, with its durability (Durability::at_end: one sync_output_folder at the end).
 /// Prints {"items", "failed", "bytes", "wall_s"}.
 struct DownloadOptions {
   std::string api;
   std::string section = "hot";
   std::string client_id = "bench";
   std::filesystem::path out;
+  std::filesystem::path config;  ///< a pixflow config file (ca_file, http2, durability, limits); "" = defaults
 };
 int run_download(const DownloadOptions& options);
 

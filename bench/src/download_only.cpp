@@ -1,6 +1,7 @@
 // The pipeline's I/O alone, for the overlap figure: what `pixflow gallery` would take if decoding and
 // thumbnails cost nothing. Same HttpClient, same limits (from PipelineConfig's defaults, mapped to
-// HttpOptions as the pipeline does), same atomic writes of the originals, no graph and no decode.
+// HttpOptions as the pipeline does), same atomic writes of the originals with the same durability (one
+// syncfs at the end by default), no graph and no decode.
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -32,6 +33,7 @@ class DownloadRun {
       : options_(options),
         window_(config.fetch_concurrency.limit()),
         max_alive_(config.max_in_flight),
+        durability_(config.durability),
         disk_(config.write_concurrency.limit()),
         lister_(http_, query_of(options)),
         http_(pixflow::tasks::http_options(config)) {}
@@ -105,7 +107,7 @@ class DownloadRun {
 
   /// On the disk pool, as the pipeline's write node.
   void write(const std::string& url, const Bytes& body) {
-    auto written = pixflow::tasks::write_file_atomically(options_.out, pixflow::tasks::name_from_url(url), body);
+    auto written = pixflow::tasks::write_file_atomically(options_.out, pixflow::tasks::name_from_url(url), body, durability_);
     std::lock_guard lock(mutex_);
     if (!written) std::cerr << "write " << url << ": " << written.error().reason << '\n';
     finish_locked(static_cast<bool>(written), body.size());
@@ -129,6 +131,7 @@ class DownloadRun {
   int next_page_ = 0;
   int pages_pending_ = 0;
   std::string listing_error_;
+  const pixflow::tasks::Durability durability_;
   pixflow::tasks::BlockingPool disk_;  // destroyed after http_, before the state its jobs use
   pixflow::tasks::ListingOrder order_{0};
   pixflow::tasks::GalleryLister lister_;  // before http_ (bound to it, used only once it is built): outlives its callbacks
@@ -139,7 +142,9 @@ class DownloadRun {
 
 int run_download(const DownloadOptions& options) {
   std::filesystem::create_directories(options.out);
-  const pixflow::tasks::PipelineConfig config;  // the pipeline's defaults
+  // The pipeline's defaults, or the config file's (a CA for https, http2, durability, limits).
+  const pixflow::tasks::PipelineConfig config =
+      options.config.empty() ? pixflow::tasks::PipelineConfig{} : pixflow::tasks::load_config(options.config);
   const auto started = std::chrono::steady_clock::now();
   std::size_t done = 0;
   std::size_t failed = 0;
@@ -147,6 +152,10 @@ int run_download(const DownloadOptions& options) {
   {
     DownloadRun run(options, config);
     run.run();
+    if (config.durability == pixflow::tasks::Durability::at_end) {  // as the pipeline ends its run
+      if (auto synced = pixflow::tasks::sync_output_folder(options.out); !synced)
+        throw std::runtime_error(synced.failure().reason + " (" + synced.failure().detail + ")");
+    }
     done = run.done();
     failed = run.failed();
     bytes = run.bytes();

@@ -222,12 +222,12 @@ int run_engine(const EngineOptions& options) {
   const double n = static_cast<double>(o.items);
   const double nt = static_cast<double>(trace_items);
   std::cout << "{\"items\": " << o.items << ", \"threads\": " << threads << ", \"tokens\": " << o.tokens
-            << ",\n \"graph_s\": " << chain << ", \"flow_s\": " << flow_c << ", \"pipeline_s\": " << pipe
-            << ",\n \"graph_items_per_s\": " << n / chain << ", \"flow_items_per_s\": " << n / flow_c
-            << ", \"pipeline_items_per_s\": " << n / pipe << ",\n \"ratio_flow\": " << flow_c / chain
-            << ", \"ratio\": " << pipe / chain << ",\n \"diamond_graph_items_per_s\": " << n / diamond
+            << ", \"graph_s\": " << chain << ", \"flow_s\": " << flow_c << ", \"pipeline_s\": " << pipe
+            << ", \"graph_items_per_s\": " << n / chain << ", \"flow_items_per_s\": " << n / flow_c
+            << ", \"pipeline_items_per_s\": " << n / pipe << ", \"ratio_flow\": " << flow_c / chain
+            << ", \"ratio\": " << pipe / chain << ", \"diamond_graph_items_per_s\": " << n / diamond
             << ", \"diamond_flow_items_per_s\": " << n / flow_d << ", \"diamond_ratio_flow\": " << flow_d / diamond
-            << ",\n \"trace_items\": " << trace_items << ", \"trace_off_ns_per_item\": " << untraced / nt * 1e9
+            << ", \"trace_items\": " << trace_items << ", \"trace_off_ns_per_item\": " << untraced / nt * 1e9
             << ", \"trace_on_ns_per_item\": " << traced / nt * 1e9 << ", \"trace_bytes_per_item\": "
             << static_cast<double>(trace_bytes) / nt << "}\n";
   return 0;

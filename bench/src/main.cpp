@@ -1,5 +1,5 @@
 // pixflow-bench: the C++ measurements of the benchmark (bench/run.py runs them; see bench/README in
-// bench/RESULTS.md). One subcommand per measurement, each printing one JSON object.
+// bench/RESULTS.md). One subcommand per measurement, each printing one JSON object on one line.
 #include <CLI/CLI.hpp>
 
 #include <exception>
@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   download_cmd->add_option("--section", download.section, "gallery section (default hot)");
   download_cmd->add_option("--client-id", download.client_id, "Client-ID header value");
   download_cmd->add_option("--out", download.out, "output folder")->required();
+  download_cmd->add_option("--config", download.config, "pixflow config file (limits, ca_file, http2, durability)");
 
   pixflow::bench::EngineOptions engine;
   auto* engine_cmd = app.add_subcommand("engine", "items/s: pixflow::Graph vs hand-wired tbb::flow and tbb::parallel_pipeline");

@@ -2,6 +2,13 @@
 
 #include "pixflow/tasks/json.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "errno_reason.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -168,6 +175,34 @@ VideoMode read_video(const json& value, const pointer& at) {
   fail_got(at, expected, value);
 }
 
+/// `/nodes/download/ca_file`: "" or the path of a readable regular file (a PEM bundle; curl reads it).
+std::filesystem::path read_ca_file(const json& value, const pointer& at) {
+  if (!value.is_string()) fail_got(at, "a path (string)", value);
+  const std::string& path = value.get_ref<const std::string&>();
+  if (path.empty()) return path;
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0 || ::access(path.c_str(), R_OK) != 0)
+    fail(at, "cannot read " + shown(value) + ": " + detail::errno_reason(errno));
+  if (!S_ISREG(info.st_mode)) fail(at, "not a regular file: " + shown(value));
+  return path;
+}
+
+/// `/nodes/download/http2`: "auto" (true) or "off" (false).
+bool read_http2(const json& value, const pointer& at) {
+  if (value.is_string() && value.get_ref<const std::string&>() == "auto") return true;
+  if (value.is_string() && value.get_ref<const std::string&>() == "off") return false;
+  fail_got(at, "\"auto\" or \"off\"", value);
+}
+
+/// `/durability`: "per-item", "at-end" or "none".
+Durability read_durability(const json& value, const pointer& at) {
+  const std::string expected = "one of \"per-item\", \"at-end\", \"none\"";
+  if (!value.is_string()) fail_got(at, expected, value);
+  const auto d = parse_durability(value.get_ref<const std::string&>());
+  if (!d) fail_got(at, expected, value);
+  return *d;
+}
+
 ThumbnailMode read_mode(const json& value, const pointer& at) {
   const std::string expected = "one of \"fit\", \"fill\"";
   if (!value.is_string()) fail_got(at, expected, value);
@@ -216,6 +251,8 @@ void read_download(const json& value, const pointer& at, DownloadConfig& out) {
     {"backoff_s", [&](const json& v, const pointer& p) { out.backoff_s = read_seconds(v, p, false); }},
     {"max_retry_wait_s", [&](const json& v, const pointer& p) { out.max_retry_wait_s = read_seconds(v, p, false); }},
     {"rate_per_host", [&](const json& v, const pointer& p) { out.rate_per_host = read_number(v, p, true, kMaxRatePerHost); }},
+    {"ca_file", [&](const json& v, const pointer& p) { out.ca_file = read_ca_file(v, p); }},
+    {"http2", [&](const json& v, const pointer& p) { out.http2 = read_http2(v, p); }},
   });
 }
 
@@ -269,6 +306,7 @@ PipelineConfig parse_config(const json& document, PipelineConfig defaults) {
     {"threads", [&](const json& v, const pointer& p) { c.threads = read_integer(v, p, 0, kMaxThreads); }},
     {"max_in_flight", [&](const json& v, const pointer& p) { c.max_in_flight = read_integer(v, p, 1, kMaxInFlight); }},
     {"timeout_s", [&](const json& v, const pointer& p) { c.timeout_s = read_seconds(v, p, true); }},
+    {"durability", [&](const json& v, const pointer& p) { c.durability = read_durability(v, p); }},
     {"nodes", [&](const json& v, const pointer& p) {
        read_object(v, p, {
          concurrency_node("fetch", c.fetch_concurrency),
@@ -338,6 +376,7 @@ json to_json(const PipelineConfig& c) {
       {"threads", c.threads},
       {"max_in_flight", c.max_in_flight},
       {"timeout_s", c.timeout_s},
+      {"durability", std::string(to_string(c.durability))},
       {"nodes",
        {{"fetch", {{"concurrency", concurrency_json(c.fetch_concurrency)}}},
         {"download",
@@ -353,7 +392,9 @@ json to_json(const PipelineConfig& c) {
           {"retries", d.retries},
           {"backoff_s", d.backoff_s},
           {"max_retry_wait_s", d.max_retry_wait_s},
-          {"rate_per_host", d.rate_per_host}}},
+          {"rate_per_host", d.rate_per_host},
+          {"ca_file", d.ca_file.string()},
+          {"http2", d.http2 ? "auto" : "off"}}},
         {"decode", {{"concurrency", concurrency_json(c.decode_concurrency)}, {"max_memory_mb", c.decode_max_memory_mb}}},
         {"thumbnail",
          {{"concurrency", concurrency_json(t.concurrency)},

@@ -618,6 +618,8 @@ bool HttpClient::Impl::configure(CURL* e, Transfer& t) {
   set(curl_easy_setopt(e, CURLOPT_USERAGENT, options.user_agent.c_str()));
   set(curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_millis(options.connect_timeout_s)));
   set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_millis(options.timeout_s)));
+  set(curl_easy_setopt(e, CURLOPT_HTTP_VERSION, options.http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1));
+  if (!options.ca_file.empty()) set(curl_easy_setopt(e, CURLOPT_CAINFO, options.ca_file.c_str()));
   if (options.stall_timeout_s > 0 || options.header_timeout_s > 0) {
     t.stall_after = options.stall_timeout_s > 0 ? to_duration(options.stall_timeout_s) : Clock::duration::zero();
     t.header_after = options.header_timeout_s > 0 ? to_duration(options.header_timeout_s) : Clock::duration::zero();
@@ -872,6 +874,8 @@ HttpClient::HttpClient(HttpOptions options) {
                             ? std::numeric_limits<long>::max()
                             : static_cast<long>(impl_->options.per_host);
   curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host);
+  // HTTP/2 streams share a host's connections; without it each connection carries one transfer at a time.
+  curl_multi_setopt(impl_->multi, CURLMOPT_PIPELINING, impl_->options.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
   impl_->loop = std::thread([impl = impl_.get()] { impl->run(); });
 }
 

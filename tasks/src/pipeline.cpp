@@ -684,6 +684,8 @@ HttpOptions http_options(const PipelineConfig& config) {
   options.backoff_s = d.backoff_s;
   options.max_retry_wait_s = d.max_retry_wait_s;
   options.rate_per_host = d.rate_per_host;
+  options.ca_file = d.ca_file;
+  options.http2 = d.http2;
   return options;
 }
 

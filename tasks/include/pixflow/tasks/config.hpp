@@ -5,12 +5,13 @@
 ///
 /// Shape (every value shown is the default):
 /// @code{.json}
-/// {"threads": 0, "max_in_flight": 64, "timeout_s": 0,
+/// {"threads": 0, "max_in_flight": 64, "timeout_s": 0, "durability": "at-end",
 ///  "nodes": {"fetch":     {"concurrency": 2},
 ///            "download":  {"concurrency": 32, "per_host": 32, "connect_timeout_s": 10, "timeout_s": 120,
 ///                          "header_timeout_s": 30, "stall_timeout_s": 30, "min_speed_bytes_s": 1024,
 ///                          "max_bytes": 67108864, "max_redirects": 5,
-///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0},
+///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0,
+///                          "ca_file": "", "http2": "off"},
 ///            "decode":    {"concurrency": "unlimited", "max_memory_mb": 512},
 ///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
 ///                          "mode": "fit", "keep_metadata": false,
@@ -41,6 +42,7 @@
 
 #include "pixflow/engine/concurrency.hpp"
 #include "pixflow/tasks/image_types.hpp"
+#include "pixflow/tasks/write.hpp"
 
 namespace pixflow::tasks {
 
@@ -69,6 +71,16 @@ struct DownloadConfig {
   double backoff_s = 0.5;                ///< first retry's backoff, doubled per retry, jittered, > 0
   double max_retry_wait_s = 30;          ///< cap on any one wait (backoff or Retry-After), > 0
   double rate_per_host = 0;              ///< request starts per second to one host, >= 0 (0: unlimited)
+  /// `ca_file`: a PEM bundle of the certificate authorities to trust for https (a corporate proxy's, a
+  /// private CA), instead of the system's; "" = the system's. When set, a readable regular file (checked
+  /// when the config is read).
+  std::filesystem::path ca_file{};
+  /// `http2`: "auto" (true): HTTP/2 offered to https servers (ALPN), transfers to one host multiplexed on
+  /// its connections; "off" (false, the default): HTTP/1.1 only, one transfer per connection. Plain http
+  /// is HTTP/1.1. libcurl multiplexes every transfer to a host onto one connection when it can: with 80 ms
+  /// round trips and 8 MB/s per connection, 300 photos took 15.4 s over HTTP/2 against 6.6 s over 32
+  /// HTTP/1.1 connections; unthrottled, the two were even (bench/RESULTS.md, "https" and "lan_https").
+  bool http2 = false;
   friend bool operator==(const DownloadConfig&, const DownloadConfig&) = default;
 };
 
@@ -121,6 +133,10 @@ struct PipelineConfig {
   std::size_t decode_max_memory_mb = 512;
   ThumbnailConfig thumbnail;                           ///< `/nodes/thumbnail/...`
   pixflow::Concurrency write_concurrency{4};           ///< `/nodes/write/concurrency`
+  /// `/durability`: "per-item" | "at-end" | "none" (write.hpp's Durability). "at-end" by default: a
+  /// finished run's outputs are on disk (one syncfs at its end) as with "per-item", and a kill -9 leaves
+  /// no partial file in any mode, but it costs one sync instead of two fsyncs per file.
+  Durability durability = Durability::at_end;
   friend bool operator==(const PipelineConfig&, const PipelineConfig&) = default;
 };
 

@@ -21,7 +21,8 @@
 ///
 /// @code
 /// using namespace pixflow::tasks;
-/// HttpClient http({.max_in_flight = 8, .timeout_s = 30, .retries = 3, .rate_per_host = 5});
+/// HttpClient http({.max_in_flight = 8, .timeout_s = 30, .retries = 3, .rate_per_host = 5,
+///                  .ca_file = "/etc/corp/proxy-ca.pem"});
 /// std::promise<HttpResponse> done;
 /// http.submit({"https://i.imgur.com/abc.jpg", {"Accept: image/*"}},
 ///             [&](HttpResponse r) { done.set_value(std::move(r)); });     // runs on the loop thread
@@ -32,6 +33,7 @@
 /// @endcode
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,6 +62,15 @@ struct HttpOptions {
   double backoff_s = 0.5;              ///< first retry's backoff; doubles per retry, jittered (>= 0)
   double max_retry_wait_s = 30;        ///< cap on any one wait, backoff or Retry-After (>= 0)
   double rate_per_host = 0;            ///< request starts per second to one host:port (retries too); 0: unlimited
+  /// PEM bundle of certificate authorities trusted for https instead of the system's (CURLOPT_CAINFO);
+  /// "" = the system's. A file curl cannot use fails each https transfer with curl's message.
+  std::filesystem::path ca_file{};
+  /// true: HTTP/2 offered to https servers (ALPN; CURL_HTTP_VERSION_2TLS) and transfers to one host
+  /// multiplexed on its connections (CURLPIPE_MULTIPLEX: libcurl puts as many as it can on one);
+  /// false (the default): HTTP/1.1 only, one transfer per connection, per_host connections to a host.
+  /// per_host caps transfers (streams) either way. Plain http: HTTP/1.1. On a link where each connection
+  /// gets its own share of the bandwidth, multiplexing onto one connection is slower (config.hpp).
+  bool http2 = false;
 };
 
 /// One GET. `headers` are sent as given, each "Name: value".
