@@ -16,10 +16,13 @@
 #include <utility>
 
 #include <pixflow/engine/cancel.hpp>
+#include <pixflow/queue/address.hpp>
+#include <pixflow/queue/config.hpp>
+#include <pixflow/queue/work_queue.hpp>
+#include <pixflow/queue/worker.hpp>
 #include <pixflow/tasks/config.hpp>
 #include <pixflow/tasks/http.hpp>
 #include <pixflow/tasks/naming.hpp>
-#include <pixflow/tasks/queue.hpp>
 #include <pixflow/tasks/sources.hpp>
 
 #include "exit_codes.hpp"
@@ -27,6 +30,7 @@
 namespace {
 
 using namespace pixflow::tasks;
+using namespace pixflow::queue;
 using namespace pixflow::cli;
 
 void add_connection_options(CLI::App& cmd, QueueCommandState& state) {
