@@ -327,6 +327,19 @@ TEST_CASE("pixflow gallery exits 3 when the listing cannot be read, 2 when no cl
   }
 }
 
+TEST_CASE("pixflow gallery --pages 0 exits 0 when the page after the empty one answers 404", "[e2e][cli][server]") {
+  // Pages are fetched two at a time: the answer past the end is not a listing error (five runs, as the
+  // order in which the two pages come back varies).
+  for (int run_number = 0; run_number < 5; ++run_number) {
+    TempDir dir;
+    const CliResult run = run_cli({"gallery", "--api", server_url(), "--client-id", "x", "--sort", "strict", "--pages", "0",
+                                   "--out", (dir / "out").string()});
+    CHECK(run.code == 0);
+    CHECK_THAT(run.err, !Catch::Contains("listing"));
+    CHECK(files_in(dir / "out").size() == 4);  // two originals, two thumbnails
+  }
+}
+
 TEST_CASE("pixflow rejects bad configs and options with exit 2, naming the JSON path, before doing anything",
           "[e2e][cli]") {
   struct Case {

@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
-#include <future>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -22,6 +21,7 @@
 #include <pixflow/queue/worker.hpp>
 #include <pixflow/tasks/config.hpp>
 #include <pixflow/tasks/http.hpp>
+#include <pixflow/tasks/listing.hpp>
 #include <pixflow/tasks/naming.hpp>
 #include <pixflow/tasks/sources.hpp>
 
@@ -38,73 +38,6 @@ void add_connection_options(CLI::App& cmd, QueueCommandState& state) {
       ->envname("PIXFLOW_REDIS")
       ->required();
   cmd.add_option("--queue", state.queue, "Queue name (A-Z a-z 0-9 . _ -)")->required();
-}
-
-/// What a gallery listing gave: the URLs to queue, the items skipped at once, and listing errors.
-struct Listing {
-  std::vector<std::string> urls;
-  std::vector<ItemReport> skipped;
-  std::vector<std::string> errors;
-  int pages_read = 0;
-};
-
-/// Lists the gallery page by page (albums given only by id expanded), links de-duplicated, non-images
-/// kept aside as skipped: what `pixflow gallery` would feed its graph, without downloading anything.
-Listing list_gallery(const GalleryQuery& query, const PipelineConfig& config) {
-  HttpOptions options = http_options(config);  // the same timeouts, caps and retries as a run
-  options.max_in_flight = 2;                    // one page at a time, one album behind it
-  options.per_host = 2;
-  HttpClient http(options);
-  const auto get = [&](const std::string& url) {
-    std::promise<HttpResponse> done;
-    auto response = done.get_future();
-    http.submit({url, imgur_headers(query)}, [&done](HttpResponse r) { done.set_value(std::move(r)); });
-    return response.get();
-  };
-  const auto text = [](const HttpResponse& r) {
-    return std::string_view(reinterpret_cast<const char*>(r.body.data()), r.body.size());
-  };
-
-  Listing listing;
-  LinkDeduplicator seen;
-  const auto take = [&](const std::vector<ListedImage>& images) {
-    for (const auto& image : images) {
-      if (!seen.first_time(image.link)) continue;
-      if (image.skip_reason.empty()) {
-        listing.urls.push_back(image.link);
-      } else {
-        ItemReport item;
-        item.input = image.link;
-        item.status = ItemStatus::skipped;
-        item.stage = "fetch";
-        item.reason = image.skip_reason;
-        listing.skipped.push_back(std::move(item));
-      }
-    }
-  };
-  for (int page = 0; query.pages == 0 || page < query.pages; ++page) {
-    if (pixflow::interrupt_requested()) break;
-    const std::string where = "listing page " + std::to_string(page) + ": ";
-    const HttpResponse response = get(gallery_page_url(query, page));
-    auto parsed = response.ok() ? parse_gallery_page(text(response)) : Expected<GalleryPage>(Error{response.failure_reason()});
-    if (!parsed) {
-      listing.errors.push_back(where + parsed.error().reason);
-      if (query.pages == 0) break;  // "until an empty page": a failed page ends it
-      continue;
-    }
-    ++listing.pages_read;
-    take(parsed->images);
-    for (const auto& album : parsed->albums_to_expand) {
-      const HttpResponse a = get(album_images_url(query, album));
-      auto images = a.ok() ? parse_album_images(text(a)) : Expected<std::vector<ListedImage>>(Error{a.failure_reason()});
-      if (images)
-        take(*images);
-      else
-        listing.errors.push_back(where + "album " + album + ": " + images.error().reason);
-    }
-    if (parsed->end) break;
-  }
-  return listing;
 }
 
 /// URLs whose output file names would be the same: workers name files from the URL alone, so such
@@ -142,10 +75,23 @@ int run_enqueue(const QueueCommandState& state, const RedisAddress& address, con
       std::cerr << "pixflow: --client-id (or IMGUR_CLIENT_ID) is required for " << state.query.api << '\n';
       return exit_usage;
     }
-    Listing listing = list_gallery(state.query, config.pipeline);
-    urls = std::move(listing.urls);
-    skipped = std::move(listing.skipped);
-    errors = std::move(listing.errors);
+    // The listing a run would make (tasks/listing.hpp), with a run's timeouts, caps and retries.
+    HttpClient http(http_options(config.pipeline));
+    const std::size_t window = config.pipeline.fetch_concurrency.is_unlimited() ? 16 : config.pipeline.fetch_concurrency.limit();
+    GalleryListing listing = list_gallery(http, state.query, window, [] { return pixflow::interrupt_requested(); });
+    for (auto& image : listing.images) {
+      if (image.skip_reason.empty()) {
+        urls.push_back(std::move(image.link));
+        continue;
+      }
+      ItemReport item;
+      item.input = std::move(image.link);
+      item.status = ItemStatus::skipped;
+      item.stage = "list";
+      item.reason = std::move(image.skip_reason);
+      skipped.push_back(std::move(item));
+    }
+    for (auto& e : listing.errors) errors.push_back(std::move(e.reason));
     unusable = listing.pages_read == 0 && !errors.empty();
   } else {
     auto list = read_url_list_file(state.url_file);

@@ -14,7 +14,7 @@
 #include <pixflow/tasks/blocking_pool.hpp>
 #include <pixflow/tasks/config.hpp>
 #include <pixflow/tasks/http.hpp>
-#include <pixflow/tasks/imgur.hpp>
+#include <pixflow/tasks/listing.hpp>
 #include <pixflow/tasks/naming.hpp>
 #include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/write.hpp>
@@ -33,12 +33,8 @@ class DownloadRun {
         window_(config.fetch_concurrency.limit()),
         max_alive_(config.max_in_flight),
         disk_(config.write_concurrency.limit()),
-        http_(pixflow::tasks::http_options(config)) {
-    query_.api = options.api;
-    query_.section = options.section;
-    query_.client_id = options.client_id;
-    query_.pages = 0;
-  }
+        lister_(http_, query_of(options)),
+        http_(pixflow::tasks::http_options(config)) {}
 
   DownloadRun(const DownloadRun&) = delete;
   DownloadRun& operator=(const DownloadRun&) = delete;
@@ -77,35 +73,24 @@ class DownloadRun {
   std::size_t bytes() const { return bytes_; }
 
  private:
-  bool listing_done() const { return listing_ended_ && pages_pending_ == 0; }
+  bool listing_done() const { return pages_pending_ == 0 && !order_.wanted(next_page_); }
 
+  /// Asks for the next page, through the listing every command uses (tasks/listing.hpp).
   void submit_page_locked() {
-    if (listing_ended_) return;
-    const int page = next_page_++;
+    if (!order_.wanted(next_page_)) return;
     ++pages_pending_;
-    http_.submit({pixflow::tasks::gallery_page_url(query_, page), pixflow::tasks::imgur_headers(query_)},
-                 [this, page](pixflow::tasks::HttpResponse response) {
-                   std::lock_guard lock(mutex_);
-                   --pages_pending_;
-                   if (!response.ok()) {
-                     listing_error_ = "listing page " + std::to_string(page) + ": " + response.failure_reason();
-                     listing_ended_ = true;
-                   } else {
-                     const std::string_view text(reinterpret_cast<const char*>(response.body.data()), response.body.size());
-                     auto parsed = pixflow::tasks::parse_gallery_page(text);
-                     if (!parsed) {
-                       listing_error_ = "listing page " + std::to_string(page) + ": " + parsed.error().reason;
-                       listing_ended_ = true;
-                     } else if (parsed->end) {
-                       listing_ended_ = true;
-                     } else {
-                       for (const auto& image : parsed->images)
-                         if (image.skip_reason.empty()) urls_.push_back(image.link);
-                       submit_page_locked();
-                     }
-                   }
-                   changed_.notify_all();
-                 });
+    lister_.fetch(next_page_++, [this](pixflow::tasks::ListedPage page) {
+      std::lock_guard lock(mutex_);
+      --pages_pending_;
+      order_.add(
+          std::move(page),
+          [this](int, pixflow::tasks::ListedImage image, std::size_t) {
+            if (image.skip_reason.empty()) urls_.push_back(std::move(image.link));
+          },
+          [this](pixflow::tasks::ListingError error) { listing_error_ = std::move(error.reason); });
+      submit_page_locked();
+      changed_.notify_all();
+    });
   }
 
   void finish_locked(bool ok, std::size_t bytes) {
@@ -127,8 +112,11 @@ class DownloadRun {
     changed_.notify_all();
   }
 
+  static pixflow::tasks::GalleryQuery query_of(const DownloadOptions& options) {
+    return {.api = options.api, .section = options.section, .pages = 0, .client_id = options.client_id};
+  }
+
   const DownloadOptions& options_;
-  pixflow::tasks::GalleryQuery query_;
   const std::size_t window_;
   const std::size_t max_alive_;
   std::mutex mutex_;
@@ -140,10 +128,11 @@ class DownloadRun {
   std::size_t bytes_ = 0;
   int next_page_ = 0;
   int pages_pending_ = 0;
-  bool listing_ended_ = false;
   std::string listing_error_;
   pixflow::tasks::BlockingPool disk_;  // destroyed after http_, before the state its jobs use
-  pixflow::tasks::HttpClient http_;    // last: destroyed first, so no callback outlives the state above
+  pixflow::tasks::ListingOrder order_{0};
+  pixflow::tasks::GalleryLister lister_;  // before http_ (bound to it, used only once it is built): outlives its callbacks
+  pixflow::tasks::HttpClient http_;       // destroyed first, so no callback outlives the state above
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "pixflow/tasks/image_types.hpp"
 
+#include <cctype>
 #include <charconv>
 
 namespace pixflow::tasks {
@@ -61,6 +62,20 @@ std::string_view extension_of(ImageFormat format) {
     case ImageFormat::unknown: break;
   }
   return "";
+}
+
+ImageFormat format_of_name(std::string_view file_name) {
+  const auto dot = file_name.rfind('.');
+  if (dot == std::string_view::npos) return ImageFormat::unknown;
+  std::string ext;
+  for (const char c : file_name.substr(dot + 1)) ext += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == "jpg" || ext == "jpeg") return ImageFormat::jpeg;
+  if (ext == "png") return ImageFormat::png;
+  if (ext == "webp") return ImageFormat::webp;
+  if (ext == "gif") return ImageFormat::gif;
+  if (ext == "bmp") return ImageFormat::bmp;
+  if (ext == "tif" || ext == "tiff") return ImageFormat::tiff;
+  return ImageFormat::unknown;
 }
 
 }  // namespace pixflow::tasks

@@ -14,12 +14,14 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "pixflow/engine/cancel.hpp"
 #include "pixflow/engine/graph.hpp"
 #include "pixflow/tasks/blocking_pool.hpp"
 #include "pixflow/tasks/decode.hpp"
+#include "pixflow/tasks/listing.hpp"
 #include "pixflow/tasks/naming.hpp"
 #include "pixflow/tasks/output_lock.hpp"
 #include "pixflow/tasks/sources.hpp"
@@ -38,18 +40,26 @@ struct PlannedThumbnail {
   std::string name;
 };
 
-/// One item on its way through the graph; `id` is its place in the ledger.
+/// Where an item stands in OUT when it is planned: what the `resume` route decides on.
+enum class Resume : std::size_t {
+  done = 0,             ///< every output is there: skipped, "already done"
+  original_in_out = 1,  ///< the original is there (an earlier run): read it instead of downloading
+  fetch = 2,            ///< download it (or, for a folder, read the file)
+};
+
+/// One item on its way through the graph; `id` is its entry in the ledger.
 struct Job {
   std::size_t id = 0;
-  std::string url;                          // gallery and URL-list items
+  std::string url;                          // gallery, URL-list and stream items
   std::filesystem::path path;               // folder items
   std::string name;                         // the original's file name in OUT, safe and distinct
   std::vector<PlannedThumbnail> thumbnails;
-  bool original_on_disk = false;            // resume: read OUT/name instead of downloading
+  Resume resume = Resume::fetch;
 };
 struct Fetched {
   Job job;
   Bytes bytes;
+  bool from_out = false;  // read back from OUT (resume): not written again
 };
 struct Decoded {
   Job job;
@@ -67,27 +77,31 @@ struct Encoded {
   std::vector<std::pair<std::string, Bytes>> thumbnails;  // file name → encoded bytes
 };
 struct Written {
-  std::size_t id = 0;                // the item's place in the ledger
+  std::size_t id = 0;                // the item's entry in the ledger
   std::vector<std::string> outputs;  // file names in OUT
 };
-/// A listing page as it leaves the fetch node: its images, or why it could not be read.
-struct Page {
-  int number = 0;
-  GalleryPage listing;
-  std::string error;
-};
 
-/// Every item of the run with its status, in input order, and the mapping from graph keys to items.
-/// Thread-safe; `on_item` is called under its lock, so one call at a time.
+/// Every item of the run with its status, and the mapping from graph keys to items. Items are kept
+/// (for the report, in input order: ids are given in input order) or, for a stream, forgotten once
+/// finished. Thread-safe; `on_item` is called under its lock, so one call at a time.
 class Ledger {
  public:
-  explicit Ledger(std::function<void(const ItemReport&)> on_item) : on_item_(std::move(on_item)) {}
+  Ledger(std::function<void(const ItemReport&)> on_item, bool keep_finished)
+      : on_item_(std::move(on_item)), keep_finished_(keep_finished) {}
 
-  /// Adds an item ordered by `order` (input order) and returns its id.
-  std::size_t add(ItemReport item, std::pair<std::uint64_t, std::uint64_t> order) {
+  /// Adds an item (in input order) and returns its id.
+  std::size_t add(ItemReport item) {
     std::lock_guard lock(mutex_);
-    entries_.push_back({order, std::move(item), {}});
-    return entries_.size() - 1;
+    const std::size_t id = next_id_++;
+    entries_.emplace(id, Entry{std::move(item), {}, std::nullopt});
+    ++counts_.listed;
+    return id;
+  }
+  /// Drops item `id` as if it had never been added (a stream push that was refused).
+  void forget(std::size_t id) {
+    std::lock_guard lock(mutex_);
+    erase_locked(entries_.find(id));
+    --counts_.listed;
   }
   /// The files item `id` will have written once it is done (relative to OUT).
   void plan_outputs(std::size_t id, std::vector<std::string> outputs) {
@@ -98,15 +112,22 @@ class Ledger {
   void bind(pixflow::ItemKey key, std::size_t id) {
     std::lock_guard lock(mutex_);
     by_key_[key] = id;
+    entries_.at(id).key = std::move(key);
   }
   void finish(std::size_t id, ItemStatus status, std::string stage, std::string reason, std::vector<std::string> outputs = {}) {
     std::lock_guard lock(mutex_);
-    ItemReport& item = entries_.at(id).item;
+    const auto it = entries_.find(id);
+    ItemReport& item = it->second.item;
     item.status = status;
     item.stage = std::move(stage);
     item.reason = std::move(reason);
     item.outputs = std::move(outputs);
+    count_locked(status);
     if (on_item_) on_item_(item);
+    if (it->second.key) by_key_.erase(*it->second.key);
+    it->second.key.reset();
+    it->second.planned.clear();
+    if (!keep_finished_) erase_locked(it);
   }
   void set_detail(std::size_t id, std::string detail) {
     std::lock_guard lock(mutex_);
@@ -116,19 +137,15 @@ class Ledger {
     std::lock_guard lock(mutex_);
     entries_.at(id).item.attempts = attempts;
   }
-  /// Counts for progress: {listed, ok, failed, skipped}.
-  std::array<std::size_t, 4> counts() {
+  struct Counts {
+    std::size_t listed = 0, ok = 0, failed = 0, skipped = 0;
+  };
+  Counts counts() {
     std::lock_guard lock(mutex_);
-    std::array<std::size_t, 4> c{entries_.size(), 0, 0, 0};
-    for (const auto& e : entries_) {
-      if (e.item.status == ItemStatus::ok) ++c[1];
-      if (e.item.status == ItemStatus::failed) ++c[2];
-      if (e.item.status == ItemStatus::skipped) ++c[3];
-    }
-    return c;
+    return counts_;
   }
   /// Returns false when `key` is not an item (a listing page).
-  bool fail(pixflow::ItemKey key, const std::string& stage, const std::string& reason) {
+  bool fail(const pixflow::ItemKey& key, const std::string& stage, const std::string& reason) {
     std::size_t id = 0;
     {
       std::lock_guard lock(mutex_);
@@ -139,18 +156,15 @@ class Ledger {
     finish(id, ItemStatus::failed, stage, reason);
     return true;
   }
-  /// The items in input order. One never finished (the run was stopped) is `ok` when `complete` says
-  /// its planned outputs are all in OUT (its writes ended, the stop came before it was recorded), else
-  /// it fails with `unfinished_reason`.
+  /// The items kept, in input order. One never finished (the run was stopped) is `ok` when `complete`
+  /// says its planned outputs are all in OUT (its writes ended, the stop came before it was recorded),
+  /// else it fails with `unfinished_reason`; either way it is passed to `on_item` now.
   std::vector<ItemReport> take(const std::string& unfinished_reason,
                                const std::function<bool(const std::vector<std::string>&)>& complete) {
     std::lock_guard lock(mutex_);
-    const auto by_order = [](const Entry& a, const Entry& b) { return a.order < b.order; };
-    // Lists are added in input order already; a gallery's albums may not be.
-    if (!std::is_sorted(entries_.begin(), entries_.end(), by_order)) std::stable_sort(entries_.begin(), entries_.end(), by_order);
     std::vector<ItemReport> items;
     items.reserve(entries_.size());
-    for (auto& e : entries_) {
+    for (auto& [id, e] : entries_) {
       if (e.item.status == ItemStatus::pending) {
         if (!e.planned.empty() && complete(e.planned)) {
           e.item.status = ItemStatus::ok;
@@ -159,23 +173,39 @@ class Ledger {
           e.item.status = ItemStatus::failed;
           e.item.reason = unfinished_reason;
         }
+        count_locked(e.item.status);
         if (on_item_) on_item_(e.item);
       }
-      items.push_back(std::move(e.item));
+      if (keep_finished_) items.push_back(std::move(e.item));
     }
+    entries_.clear();
+    by_key_.clear();
     return items;
   }
 
  private:
   struct Entry {
-    std::pair<std::uint64_t, std::uint64_t> order;
     ItemReport item;
-    std::vector<std::string> planned;  // outputs, once planned
+    std::vector<std::string> planned;   // outputs, once planned, until finished
+    std::optional<pixflow::ItemKey> key;  // its graph key, while it is in the graph
   };
+  void count_locked(ItemStatus status) {
+    if (status == ItemStatus::ok) ++counts_.ok;
+    if (status == ItemStatus::failed) ++counts_.failed;
+    if (status == ItemStatus::skipped) ++counts_.skipped;
+  }
+  void erase_locked(std::map<std::size_t, Entry>::iterator it) {
+    if (it == entries_.end()) return;
+    if (it->second.key) by_key_.erase(*it->second.key);
+    entries_.erase(it);
+  }
   std::mutex mutex_;
-  std::vector<Entry> entries_;
+  std::map<std::size_t, Entry> entries_;  // by id: input order
+  std::size_t next_id_ = 0;
   std::map<pixflow::ItemKey, std::size_t> by_key_;
+  Counts counts_;
   std::function<void(const ItemReport&)> on_item_;
+  const bool keep_finished_;
 };
 
 /// The report entry of an input, not finished yet.
@@ -196,33 +226,26 @@ Size largest_box(const std::vector<Size>& sizes) {
   return box;
 }
 
-/// The thumbnail format of an original called `name`: the requested one, or for `same` the format
-/// its name says (.jpg/.jpeg, .png, .webp), PNG for anything else. Known before the download, so
-/// names can be planned (and resumed) in input order.
-ImageFormat planned_format(std::string_view name, ImageFormat requested) {
-  if (requested != ImageFormat::same) return requested;
-  const auto ext = std::filesystem::path(name).extension().string();
-  std::string lower;
-  for (char c : ext) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower == ".jpg" || lower == ".jpeg") return ImageFormat::jpeg;
-  if (lower == ".webp") return ImageFormat::webp;
-  return ImageFormat::png;
-}
-
 /// The disk pool's threads: one per write in flight (they mostly sleep in fsync).
 std::size_t disk_threads(const PipelineConfig& config) {
   return config.write_concurrency.is_unlimited() ? 16 : config.write_concurrency.limit();
 }
 
 /// Everything one run shares: the stages' common state and the graph they are wired into.
+///
+/// The graph (pipeline_dot prints it; README.md draws it):
+///   sources — gallery: pages → fetch (a page and its albums) → list (in order, each link once);
+///             URL list, folder: the planned items; stream: items pushed while the run goes on —
+///   → resume (route: done → skip; original in OUT → read original; else → download, or read for a
+///     folder) → fetched (merge) → decode → thumbnail → [custom stages] → encode → write → record.
 class PipelineRun {
  public:
-  explicit PipelineRun(const PipelineOptions& options)
+  PipelineRun(const PipelineOptions& options, bool keep_items)
       : options_(options),
         config_(options.config),
         box_(largest_box(config_.thumbnail.sizes)),
         several_sizes_(config_.thumbnail.sizes.size() > 1),
-        ledger_(options.on_item),
+        ledger_(options.on_item, keep_items),
         graph_(make_graph()) {
     graph_.on_failure([this](const pixflow::ItemFailure& f) {
       if (!ledger_.fail(f.key, f.stage, f.reason)) note_listing_error(static_cast<int>(f.key.seq()), f.reason);
@@ -234,6 +257,7 @@ class PipelineRun {
     std::visit([this](const auto& s) { build(s); }, source);
     PipelineReport report;
     report.run = graph_.run();
+    if (producer_.joinable()) producer_.join();
     // The run's wall time counts the planning before the graph started, too.
     report.run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     report.items = ledger_.take(report.run.cancelled ? report.run.cancel_reason : "not processed",
@@ -243,6 +267,7 @@ class PipelineRun {
       std::sort(listing_errors_.begin(), listing_errors_.end(), [](const auto& a, const auto& b) { return a.page < b.page; });
       report.listing_errors = listing_errors_;
     }
+    if (producer_error_) std::rethrow_exception(producer_error_);
     return report;
   }
 
@@ -269,7 +294,7 @@ class PipelineRun {
       g.progress_interval_s = options_.progress_interval_s;
       g.on_progress = [this, started = std::chrono::steady_clock::now()](const std::vector<pixflow::NodeReport>& nodes) {
         const auto c = ledger_.counts();
-        options_.on_progress(Progress{c[0], c[1], c[2], c[3], listing_done_.load(),
+        options_.on_progress(Progress{c.listed, c.ok, c.failed, c.skipped, listing_done_.load(),
                                       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
                                       nodes});
       };
@@ -317,7 +342,7 @@ class PipelineRun {
     for (std::size_t n = 0; n < count; ++n) {
       if (n % check_every == 0) {
         if (auto reason = stop_requested_while_planning()) {
-          for (std::size_t rest = n; rest < count; ++rest) ledger_.add(describe(rest), {rest, 0});
+          for (std::size_t rest = n; rest < count; ++rest) ledger_.add(describe(rest));
           graph_.cancel(*reason);
           return;
         }
@@ -331,34 +356,31 @@ class PipelineRun {
     listing_errors_.push_back({page, std::move(reason)});
   }
 
-  /// Registers an item (in input order) and plans its outputs. Returns the job to run, or nothing
-  /// when the item is already done (resume) and was reported `skipped`.
-  std::optional<Job> plan(std::string input, bool is_path, std::pair<std::uint64_t, std::uint64_t> order,
-                          std::string original_name) {
+  /// A file name in OUT for `key`'s output: distinct in the run (input order decides who gets
+  /// "-2"), or, for a stream, the name alone — every worker must give an item the same names.
+  std::string claim(std::string name, const std::string& key) { return stream_ ? name : names_.claim(name, key); }
+
+  /// Registers an item (in input order), plans its outputs and finds where it stands in OUT.
+  Job plan(std::string input, bool is_path, std::string original_name) {
     Job job;
-    job.id = ledger_.add(input_item(input, is_path), order);
+    job.id = ledger_.add(input_item(input, is_path));
     if (is_path)
       job.path = input;
     else
       job.url = input;
     // Names are claimed here, in input order, so the same input gives the same names every run.
-    job.name = names_.claim(original_name, input);
-    for (const Size& box : config_.thumbnail.sizes) {
-      const ImageFormat format = planned_format(job.name, config_.thumbnail.format);
-      job.thumbnails.push_back(
-          {box, format, names_.claim(thumbnail_name(job.name, box, several_sizes_, format), input + "\n" + to_string(box))});
-    }
+    job.name = claim(original_name, input);
+    const ImageFormat format = output_format(format_of_name(job.name), config_.thumbnail.format);
+    for (const Size& box : config_.thumbnail.sizes)
+      job.thumbnails.push_back({box, format, claim(thumbnail_name(job.name, box, several_sizes_, format), input + "\n" + to_string(box))});
     std::vector<std::string> outputs;
     if (options_.save_originals) outputs.push_back(job.name);
     for (const auto& t : job.thumbnails) outputs.push_back(t.name);
-    if (!options_.force) {
-      // Files only ever appear under their final name complete (temporary + rename).
-      if (all_complete(outputs)) {
-        ledger_.finish(job.id, ItemStatus::skipped, "", "already done", std::move(outputs));
-        return std::nullopt;
-      }
-      job.original_on_disk = options_.save_originals && output_complete(options_.out, job.name);
-    }
+    // Files only ever appear under their final name complete (temporary + rename).
+    if (!options_.force && all_complete(outputs))
+      job.resume = Resume::done;
+    else if (!options_.force && options_.save_originals && output_complete(options_.out, job.name))
+      job.resume = Resume::original_in_out;
     ledger_.plan_outputs(job.id, std::move(outputs));
     return job;
   }
@@ -367,7 +389,7 @@ class PipelineRun {
 
   /// Every item of a list source is registered (and its outputs planned) before the run, so an item
   /// the run never reaches (a timeout, Ctrl-C) is still in the report. The source then hands out the
-  /// jobs still to do; the engine numbers what it emits 0, 1, 2..., which binds each job's key.
+  /// jobs; the engine numbers what it emits 0, 1, 2..., which binds each job's key.
   static auto job_source(std::shared_ptr<std::vector<Job>> jobs, Ledger& ledger) {
     return [jobs, &ledger, next = std::size_t{0}]() mutable -> std::optional<Job> {
       if (next >= jobs->size()) return std::nullopt;
@@ -383,36 +405,31 @@ class PipelineRun {
     listing_done_.store(true);
     auto jobs = std::make_shared<std::vector<Job>>();
     plan_all(
-        source.urls.size(),
-        [&](std::size_t n) {
-          if (auto job = plan(source.urls[n], false, {n, 0}, name_from_url(source.urls[n]))) jobs->push_back(std::move(*job));
-        },
+        source.urls.size(), [&](std::size_t n) { jobs->push_back(plan(source.urls[n], false, name_from_url(source.urls[n]))); },
         [&](std::size_t n) { return input_item(source.urls[n], false); });
-    downloads(graph_.source("source", job_source(jobs, ledger_)).limit());
+    fetch_and_thumbnail(graph_.source("source", job_source(jobs, ledger_)).limit(), &PipelineRun::downloads);
   }
 
   void build(const GallerySource& source) {
-    query_ = source.query;
     start_http();
+    lister_ = std::make_unique<GalleryLister>(*http_, source.query);
+    order_ = std::make_unique<ListingOrder>(source.query.pages);
     const std::size_t window = config_.fetch_concurrency.is_unlimited() ? 16 : config_.fetch_concurrency.limit();
-    auto next_page = std::make_shared<int>(0);
     auto pages =
-        graph_.source("pages", [this, next_page]() -> std::optional<int> {
-          const bool bounded = query_.pages > 0;
-          if (listing_ended_.load() || (bounded && *next_page >= query_.pages)) return std::nullopt;
-          return (*next_page)++;
+        graph_.source("pages", [this, next = 0]() mutable -> std::optional<int> {
+          std::lock_guard lock(listing_mutex_);
+          if (!order_->wanted(next)) return std::nullopt;
+          return next++;
         })
             .limit(window)  // pages are asked for only as fast as they are fetched
-            .io<Page>("fetch", config_.fetch_concurrency, [this](int page, pixflow::Completion<Page> done) {
-              fetch_page(page, std::move(done));
+            .io<ListedPage>("fetch", config_.fetch_concurrency, [this](int page, pixflow::Completion<ListedPage> done) {
+              lister_->fetch(page, [done](ListedPage listed) { done(std::move(listed)); });
             });
-    downloads(pages
-                  .expand<Job>("list", pixflow::Concurrency(1),
-                               [this](Page page, pixflow::Emitter<Job>& emit) -> pixflow::Result<void> {
-                                 list_in_order(std::move(page), emit);
-                                 return pixflow::ok();
-                               })
-                  .limit());
+    auto items = pages.expand<Job>("list", pixflow::Concurrency(1), [this](ListedPage page, pixflow::Emitter<Job>& emit) -> pixflow::Result<void> {
+      list(std::move(page), emit);
+      return pixflow::ok();
+    });
+    fetch_and_thumbnail(items.limit(), &PipelineRun::downloads);
   }
 
   void build(const FolderSource& source) {
@@ -431,163 +448,141 @@ class PipelineRun {
         [&](std::size_t n) {
           const FolderEntry& entry = (*entries)[n];
           if (!entry.skip_reason.empty()) {
-            ledger_.finish(ledger_.add(input_item(entry.path.string(), true), {n, 0}), ItemStatus::skipped, "list",
-                           entry.skip_reason);
+            ledger_.finish(ledger_.add(input_item(entry.path.string(), true)), ItemStatus::skipped, "list", entry.skip_reason);
             return;
           }
-          if (auto job = plan(entry.path.string(), true, {n, 0}, sanitize_name(entry.path.filename().string())))
-            jobs->push_back(std::move(*job));
+          jobs->push_back(plan(entry.path.string(), true, sanitize_name(entry.path.filename().string())));
         },
         [&](std::size_t n) { return input_item((*entries)[n].path.string(), true); });
-    decode_and_write(graph_.source("source", job_source(jobs, ledger_))
-                         .limit()
-                         .compute("read", config_.download.concurrency,
-                                  [max_bytes = config_.download.max_bytes](Job job) -> pixflow::Result<Fetched> {
-                                    auto bytes = read_file(job.path, max_bytes);
-                                    if (!bytes) return pixflow::Failure{bytes.error().reason};
-                                    return Fetched{std::move(job), std::move(bytes).value()};
-                                  }));
+    fetch_and_thumbnail(graph_.source("source", job_source(jobs, ledger_)).limit(), &PipelineRun::read_files);
+  }
+
+  void build(const StreamSource& source) {
+    start_http();
+    stream_ = true;
+    auto input = graph_.input<Job>("stream", config_.max_in_flight);
+    fetch_and_thumbnail(input.stream(), &PipelineRun::downloads);
+    if (shape_only_) return;
+    // The producer runs on a thread of its own; the feed plans each URL and pushes it. The engine
+    // numbers the input's items 0, 1, 2... in the order they are pushed (the only input, pushes one
+    // at a time), which binds each job's key before its push.
+    producer_ = std::jthread([this, input, produce = source.produce]() mutable {
+      std::mutex push_mutex;
+      std::uint64_t pushed = 0;
+      ItemFeed feed(
+          [&](std::string url) {
+            std::lock_guard lock(push_mutex);
+            Job job = plan(url, false, name_from_url(url));
+            const std::size_t id = job.id;
+            ledger_.bind(pixflow::ItemKey{pushed}, id);
+            if (!input.push(std::move(job))) {
+              ledger_.forget(id);
+              return false;
+            }
+            ++pushed;
+            return true;
+          },
+          [&] { return input.room(); });
+      try {
+        produce(feed);
+      } catch (...) {
+        producer_error_ = std::current_exception();
+        graph_.cancel("stream source failed");
+      }
+      input.close();
+    });
   }
 
   // --- the listing -------------------------------------------------------------------------------
 
-  /// Requests one gallery page, then the albums it names only by id; completes with all of it. A page
-  /// that cannot be read still completes (with its error), so the listing order can move past it.
-  void fetch_page(int page, pixflow::Completion<Page> done) {
-    http_->submit(HttpRequest{gallery_page_url(query_, page), imgur_headers(query_)},
-                  [this, page, done](HttpResponse response) {
-                    const std::string where = "listing page " + std::to_string(page) + ": ";
-                    if (!response.ok()) {
-                      listing_ended_.store(true);  // a page that cannot be read ends the paging (--pages 0)
-                      return done(Page{page, {}, where + response.failure_reason()});
-                    }
-                    const std::string_view text(reinterpret_cast<const char*>(response.body.data()), response.body.size());
-                    auto parsed = parse_gallery_page(text);
-                    if (!parsed) {
-                      listing_ended_.store(true);
-                      return done(Page{page, {}, where + parsed.error().reason});
-                    }
-                    if (parsed->end) listing_ended_.store(true);
-                    expand_albums(Page{page, std::move(parsed).value(), {}}, done);
-                  });
-  }
-
-  /// A page whose cover-only albums are being fetched, one after the other.
-  struct AlbumExpansion {
-    Page page;
-    std::vector<std::vector<ListedImage>> albums;  // images of albums_to_expand[0..], as fetched
-  };
-
-  void expand_albums(Page page, pixflow::Completion<Page> done) {
-    expand_next_album(std::make_shared<AlbumExpansion>(AlbumExpansion{std::move(page), {}}), std::move(done));
-  }
-
-  /// Fetches the next album of `state`, or, when all are in, puts each album's images where the album
-  /// was listed and completes the page.
-  void expand_next_album(std::shared_ptr<AlbumExpansion> state, pixflow::Completion<Page> done) {
-    GalleryPage& listing = state->page.listing;
-    const std::size_t i = state->albums.size();
-    if (i == listing.albums_to_expand.size()) {
-      for (std::size_t k = i; k-- > 0;) {  // last first, so earlier positions stay valid
-        auto& images = state->albums[k];
-        const auto at = listing.images.begin() + static_cast<std::ptrdiff_t>(listing.album_positions[k]);
-        listing.images.insert(at, std::make_move_iterator(images.begin()), std::make_move_iterator(images.end()));
-      }
-      return done(std::move(state->page));
+  /// Turns pages, in listing order, into items: links not images are reported skipped at once, the
+  /// rest planned and emitted. Only the serial `list` stage calls it.
+  void list(ListedPage page, pixflow::Emitter<Job>& emit) {
+    std::vector<Job> jobs;
+    {
+      std::lock_guard lock(listing_mutex_);
+      order_->add(
+          std::move(page),
+          [&](int, ListedImage image, std::size_t) {
+            if (!image.skip_reason.empty())
+              ledger_.finish(ledger_.add(input_item(image.link, false)), ItemStatus::skipped, "list", image.skip_reason);
+            else
+              jobs.push_back(plan(image.link, false, name_from_url(image.link)));
+          },
+          [&](ListingError error) { listing_errors_.push_back(std::move(error)); });
+      if (order_->finished()) listing_done_.store(true);
     }
-    const std::string album = listing.albums_to_expand[i];
-    http_->submit(HttpRequest{album_images_url(query_, album), imgur_headers(query_)},
-                  [this, state, done, album](HttpResponse response) {
-                    std::vector<ListedImage> images;
-                    const std::string where = "album " + album + ": ";
-                    if (!response.ok()) {
-                      note_listing_error(state->page.number, where + response.failure_reason());
-                    } else {
-                      const std::string_view text(reinterpret_cast<const char*>(response.body.data()), response.body.size());
-                      auto parsed = parse_album_images(text);
-                      if (parsed)
-                        images = std::move(parsed).value();
-                      else
-                        note_listing_error(state->page.number, where + parsed.error().reason);
-                    }
-                    state->albums.push_back(std::move(images));
-                    expand_next_album(state, done);
-                  });
-  }
-
-  /// Lists pages in page order whatever order they arrive in, so items (and their names) come in
-  /// listing order. Only the serial `list` stage touches the waiting pages.
-  void list_in_order(Page page, pixflow::Emitter<Job>& emit) {
-    waiting_pages_.emplace(page.number, std::move(page));
-    while (!waiting_pages_.empty() && waiting_pages_.begin()->first == next_page_to_list_) {
-      list_page(waiting_pages_.begin()->second, emit);
-      waiting_pages_.erase(waiting_pages_.begin());
-      ++next_page_to_list_;
-    }
-    if (listing_ended_.load() && waiting_pages_.empty()) listing_done_.store(true);
-  }
-
-  /// Turns one page into items: skipped ones are reported at once, duplicates dropped, the rest emitted.
-  void list_page(const Page& page, pixflow::Emitter<Job>& emit) {
-    if (!page.error.empty()) {
-      note_listing_error(page.number, page.error);
-      return;
-    }
-    std::uint64_t position = 0;
-    for (const auto& image : page.listing.images) {
-      const std::pair<std::uint64_t, std::uint64_t> order{static_cast<std::uint64_t>(page.number), position++};
-      if (!links_.first_time(image.link)) continue;
-      if (!image.skip_reason.empty()) {
-        ledger_.finish(ledger_.add(input_item(image.link, false), order), ItemStatus::skipped, "list", image.skip_reason);
-        continue;
-      }
-      if (auto job = plan(image.link, false, order, name_from_url(image.link))) {
-        ledger_.bind(emit.next_key(), job->id);
-        emit(std::move(*job));
-      }
+    for (auto& job : jobs) {
+      ledger_.bind(emit.next_key(), job.id);
+      emit(std::move(job));
     }
   }
 
-  // --- download → decode → thumbnail → [custom] → encode → write ---------------------------------
+  // --- resume → fetch → decode → thumbnail → [custom] → encode → write → record -------------------
 
-  void downloads(pixflow::Stream<Job> jobs) {
-    decode_and_write(jobs.io<Fetched>("download", config_.download.concurrency,
-                                      [this](Job job, pixflow::Completion<Fetched> done) { download(std::move(job), done); }));
-  }
+  /// How a source's items are fetched when they are not in OUT yet: downloaded, or read from disk.
+  using FetchBranch = pixflow::Stream<Fetched> (PipelineRun::*)(pixflow::Stream<Job>);
 
-  void download(Job job, pixflow::Completion<Fetched> done) {
-    if (job.original_on_disk) {
-      // Resume: the original was written by an earlier run (atomically, so it is complete). Read on
-      // the disk pool; if it cannot be read after all, download it.
-      return disk_->submit([this, job = std::move(job), done]() mutable {
+  void fetch_and_thumbnail(pixflow::Stream<Job> jobs, FetchBranch fetch) {
+    auto [already_done, in_out, to_fetch] = jobs.route("resume", {"done", "original in OUT", "fetch"},
+                                                       [](const Job& job) { return static_cast<std::size_t>(job.resume); });
+    already_done.sink("skip", pixflow::Concurrency::unlimited(), [this](Job job) -> pixflow::Result<void> {
+      ledger_.finish(job.id, ItemStatus::skipped, "", "already done", outputs_of(job));
+      return pixflow::ok();
+    });
+    // Resume: the original was written by an earlier run (atomically, so it is complete); read it on
+    // the disk pool, not written again.
+    auto read_back = in_out.io<Fetched>("read original", config_.write_concurrency, [this](Job job, pixflow::Completion<Fetched> done) {
+      disk_->submit([this, job = std::move(job), done]() mutable {
         auto bytes = read_file(options_.out / job.name, config_.download.max_bytes);
-        if (bytes) return done(Fetched{std::move(job), std::move(bytes).value()});
-        job.original_on_disk = false;
-        download(std::move(job), done);
+        if (!bytes) return done(pixflow::Failure{"cannot read the original in OUT: " + bytes.error().reason});
+        done(Fetched{std::move(job), std::move(bytes).value(), true});
       });
-    }
-    std::string url = job.url;
-    http_->submit(HttpRequest{std::move(url), {}}, [this, job = std::move(job), done](HttpResponse response) mutable {
-      ledger_.set_attempts(job.id, response.attempts);
-      if (!response.ok()) return done(pixflow::Failure{response.failure_reason()});
-      if (response.body.empty()) return done(pixflow::Failure{"empty body"});
-      if (sniff_format(response.body) == ImageFormat::unknown) {
-        const std::string type = response.content_type.empty() ? "unknown type" : response.content_type;
-        return done(pixflow::Failure{"not an image (" + type + ")"});
-      }
-      done(Fetched{std::move(job), std::move(response.body)});
+    });
+    thumbnails(pixflow::merge("fetched", read_back, (this->*fetch)(to_fetch)));
+  }
+
+  /// Every output an item plans, the original first when it is saved.
+  std::vector<std::string> outputs_of(const Job& job) const {
+    std::vector<std::string> outputs;
+    if (options_.save_originals) outputs.push_back(job.name);
+    for (const auto& t : job.thumbnails) outputs.push_back(t.name);
+    return outputs;
+  }
+
+  pixflow::Stream<Fetched> downloads(pixflow::Stream<Job> jobs) {
+    return jobs.io<Fetched>("download", config_.download.concurrency, [this](Job job, pixflow::Completion<Fetched> done) {
+      std::string url = job.url;
+      http_->submit(HttpRequest{std::move(url), {}}, [this, job = std::move(job), done](HttpResponse response) mutable {
+        ledger_.set_attempts(job.id, response.attempts);
+        if (!response.ok()) return done(pixflow::Failure{response.failure_reason()});
+        if (response.body.empty()) return done(pixflow::Failure{"empty body"});
+        if (sniff_format(response.body) == ImageFormat::unknown) {
+          const std::string type = response.content_type.empty() ? "unknown type" : response.content_type;
+          return done(pixflow::Failure{"not an image (" + type + ")"});
+        }
+        done(Fetched{std::move(job), std::move(response.body)});
+      });
     });
   }
 
-  void decode_and_write(pixflow::Stream<Fetched> fetched) {
+  pixflow::Stream<Fetched> read_files(pixflow::Stream<Job> jobs) {
+    return jobs.compute("read", config_.download.concurrency, [max_bytes = config_.download.max_bytes](Job job) -> pixflow::Result<Fetched> {
+      auto bytes = read_file(job.path, max_bytes);
+      if (!bytes) return std::move(bytes).error();
+      return Fetched{std::move(job), std::move(bytes).value()};
+    });
+  }
+
+  void thumbnails(pixflow::Stream<Fetched> fetched) {
     auto rendered =
         fetched
             .compute("decode", config_.decode_concurrency,
                      [this](Fetched item) -> pixflow::Result<Decoded> {
                        auto image = decode_image(item.bytes, box_, decode_limits_);
-                       if (!image) return pixflow::Failure{image.error().reason};
+                       if (!image) return std::move(image).error();
                        // An original read back from OUT (resume) is not written again.
-                       const bool write_original = options_.save_originals && !item.job.original_on_disk;
+                       const bool write_original = options_.save_originals && !item.from_out;
                        Bytes original = write_original ? std::move(item.bytes) : Bytes{};
                        return Decoded{std::move(item.job), std::move(original), std::move(image).value()};
                      })
@@ -614,7 +609,7 @@ class PipelineRun {
                    Encoded out{std::move(item.job), std::move(item.original), {}};
                    for (const auto& t : item.set.thumbnails) {
                      auto bytes = encode_image(t.pixels, t.format, encode);
-                     if (!bytes) return pixflow::Failure{bytes.error().reason};
+                     if (!bytes) return std::move(bytes).error();
                      out.thumbnails.emplace_back(t.name, std::move(bytes).value());
                    }
                    return out;
@@ -630,25 +625,25 @@ class PipelineRun {
         });
   }
 
-  /// Writes an item's original (unless it is already in OUT) and its thumbnails, each atomically. A
+  /// Writes an item's original (unless it came from OUT) and its thumbnails, each atomically. A
   /// failure's reason is the same for every item ("cannot write: no space left on device"), so they
   /// group; the file at fault goes into the item's `detail`.
   pixflow::Result<Written> write_outputs(const Encoded& item) {
     Written written{item.job.id, {}};
-    const auto failed = [&](const Error& error) {
-      ledger_.set_detail(item.job.id, error.detail);
-      return pixflow::Failure{error.reason};
+    const auto failed = [&](Error error) {
+      ledger_.set_detail(item.job.id, std::move(error.detail));
+      return pixflow::Failure{std::move(error.reason)};
     };
     if (options_.save_originals) {
-      if (!item.job.original_on_disk) {
+      if (item.job.resume != Resume::original_in_out) {
         auto path = write_file_atomically(options_.out, item.job.name, item.original);
-        if (!path) return failed(path.error());
+        if (!path) return failed(std::move(path).error());
       }
       written.outputs.push_back(item.job.name);
     }
     for (const auto& [name, bytes] : item.thumbnails) {
       auto path = write_file_atomically(options_.out, name, bytes);
-      if (!path) return failed(path.error());
+      if (!path) return failed(std::move(path).error());
       written.outputs.push_back(name);
     }
     return written;
@@ -660,18 +655,18 @@ class PipelineRun {
   const Size box_;
   const DecodeLimits decode_limits_{.max_memory_bytes = config_.decode_max_memory_mb << 20};
   const bool several_sizes_;
-  GalleryQuery query_;
   Ledger ledger_;
   NameRegistry names_;
-  LinkDeduplicator links_;
-  std::atomic<bool> listing_ended_{false};  // a page came back empty: ask for no more
+  bool stream_ = false;                     // names from the URL alone (see claim)
   std::atomic<bool> listing_done_{false};   // every item is known
-  std::map<int, Page> waiting_pages_;       // list stage only
-  int next_page_to_list_ = 0;               // list stage only
-  std::mutex listing_mutex_;
+  std::mutex listing_mutex_;                // order_, listing_errors_
+  std::unique_ptr<ListingOrder> order_;     // gallery: pages back in order, the end
   std::vector<ListingError> listing_errors_;
   bool shape_only_ = false;                 // dot(): the graph is built, never run
+  std::exception_ptr producer_error_;
+  std::jthread producer_;                   // stream: runs StreamSource::produce; joined after the graph is gone
   pixflow::Graph graph_;
+  std::unique_ptr<GalleryLister> lister_;   // before http_: outlives the callbacks http_ completes
   std::unique_ptr<HttpClient> http_;  // after graph_: destroyed first, completing what it still holds
   std::unique_ptr<BlockingPool> disk_ = std::make_unique<BlockingPool>(disk_threads(config_));
 };
@@ -679,7 +674,7 @@ class PipelineRun {
 }  // namespace
 
 std::string pipeline_dot(const Source& source, const PipelineOptions& options) {
-  PipelineRun run(options);
+  PipelineRun run(options, true);
   return run.dot(source);
 }
 
@@ -711,7 +706,8 @@ PipelineReport run_pipeline(const Source& source, const PipelineOptions& options
   if (!lock) throw OutputFolderError(lock.error().reason);
   // TBB owns the cores: OpenCV must not start threads of its own inside a node.
   cv::setNumThreads(1);
-  PipelineRun run(options);
+  // A stream's items are not kept once finished (a worker runs for days): on_item has them.
+  PipelineRun run(options, !std::holds_alternative<StreamSource>(source));
   return run.run(source);
 }
 

@@ -44,6 +44,8 @@ class Input {
   [[nodiscard]] Stream<T> stream() const { return stream_; }
   /// Items that can be in the graph at once through this input.
   [[nodiscard]] std::size_t capacity() const noexcept { return state_->capacity(); }
+  /// Items that can be pushed now without waiting (0 once closed): for sizing a read from a queue.
+  [[nodiscard]] std::size_t room() const { return state_->room(); }
 
  private:
   friend class Graph;

@@ -26,7 +26,9 @@ namespace pixflow {
 
 /// The reason one item failed in one stage.
 struct Failure {
-  std::string reason;
+  std::string reason;    ///< in words fit for a report ("http 404", "corrupt jpeg"); the same for every
+                         ///< item that failed the same way, so a report can group by it
+  std::string detail{};  ///< what it is about when that helps (the file that could not be written)
 };
 
 /// The identity of an item in the graph: a path of indexes, unique at any depth of `expand`.
@@ -118,12 +120,21 @@ class Result {
   Result(Failure failure) : state_(std::in_place_index<1>, std::move(failure)) {}  // NOLINT: implicit by design
 
   [[nodiscard]] bool ok() const noexcept { return state_.index() == 0; }
+  [[nodiscard]] bool has_value() const noexcept { return ok(); }
   explicit operator bool() const noexcept { return ok(); }
   T& value() & { return std::get<0>(state_); }
   T&& value() && { return std::get<0>(std::move(state_)); }
   const T& value() const& { return std::get<0>(state_); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
   [[nodiscard]] const Failure& failure() const& { return std::get<1>(state_); }
   [[nodiscard]] Failure&& failure() && { return std::get<1>(std::move(state_)); }
+  /// The same as failure(): the spelling of the image tasks (pixflow::tasks::Expected).
+  [[nodiscard]] const Failure& error() const& { return failure(); }
+  [[nodiscard]] Failure&& error() && { return std::move(*this).failure(); }
 
  private:
   std::variant<T, Failure> state_;

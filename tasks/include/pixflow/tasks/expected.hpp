@@ -1,9 +1,13 @@
 #pragma once
 /// @file
-/// Expected<T>: the value a task returns, or the reason it failed for this one item.
+/// Expected<T>: the value a task returns, or the reason it failed for this one item — the engine's own
+/// pixflow::Result<T> under the name the image tasks use, so a task's answer is a stage's answer with
+/// no conversion (`return decode_image(...)` from a stage body).
 ///
-/// Tasks never throw for a per-item failure (a 404, a corrupt JPEG): they return an Error, which the
-/// pipeline routes to the report. Exceptions are kept for programming and configuration errors.
+/// Tasks never throw for a per-item failure (a 404, a corrupt JPEG): they return an Error (that is,
+/// a pixflow::Failure: `reason`, fit for a report and the same for every item that failed the same way,
+/// and an optional `detail`), which the pipeline routes to the report. Exceptions are kept for
+/// programming and configuration errors.
 ///
 /// @code
 /// pixflow::tasks::Expected<int> parse_port(std::string_view s) {
@@ -14,44 +18,15 @@
 /// if (!port) std::cerr << port.error().reason;
 /// else use(*port);
 /// @endcode
-#include <string>
-#include <utility>
-#include <variant>
+#include "pixflow/engine/result.hpp"
 
 namespace pixflow::tasks {
 
-/// Why one item failed, in words fit for a report (`"http 404"`, `"corrupt jpeg"`). The reason never
-/// holds a per-item path, so a report can group failures by it (a full disk is one line, not one per
-/// file); what it is about, when that helps (the file that could not be written), goes in `detail`.
-struct Error {
-  std::string reason;
-  std::string detail{};  ///< e.g. the path that could not be written; may be empty
-};
+/// Why one item failed: pixflow::Failure (`reason`, `detail`).
+using Error = pixflow::Failure;
 
-/// Either a T or an Error. A small stand-in for C++23's std::expected.
+/// Either a T or an Error: pixflow::Result<T>.
 template <class T>
-class Expected {
- public:
-  Expected(T value) : state_(std::in_place_index<0>, std::move(value)) {}        // NOLINT: implicit by design
-  Expected(Error error) : state_(std::in_place_index<1>, std::move(error)) {}    // NOLINT: implicit by design
-
-  [[nodiscard]] bool has_value() const noexcept { return state_.index() == 0; }
-  explicit operator bool() const noexcept { return has_value(); }
-
-  T& value() & { return std::get<0>(state_); }
-  const T& value() const& { return std::get<0>(state_); }
-  T&& value() && { return std::get<0>(std::move(state_)); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-  T&& operator*() && { return std::move(*this).value(); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-
-  [[nodiscard]] const Error& error() const& { return std::get<1>(state_); }
-  [[nodiscard]] Error&& error() && { return std::get<1>(std::move(state_)); }
-
- private:
-  std::variant<T, Error> state_;
-};
+using Expected = pixflow::Result<T>;
 
 }  // namespace pixflow::tasks

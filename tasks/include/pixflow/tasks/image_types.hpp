@@ -36,5 +36,9 @@ std::optional<ImageFormat> parse_format(std::string_view text);
 std::string_view name_of(ImageFormat format);
 /// File extension with the dot: ".jpg", ".png", ".webp", ".gif", ".bmp", ".tif"; "" for unknown/same.
 std::string_view extension_of(ImageFormat format);
+/// The format a file name's extension says, ASCII case ignored: ".jpg"/".jpeg", ".png", ".webp",
+/// ".gif", ".bmp", ".tif"/".tiff"; unknown for anything else. A name, not the bytes: what outputs are
+/// planned from before anything is downloaded (decode.hpp's sniff_format tells the bytes).
+ImageFormat format_of_name(std::string_view file_name);
 
 }  // namespace pixflow::tasks

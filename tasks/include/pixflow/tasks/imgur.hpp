@@ -1,22 +1,16 @@
 #pragma once
 /// @file
 /// The Imgur API v3 gallery listing: request URLs and headers, and the parsing of listing pages and
-/// album image lists. The HTTP calls themselves are made by the pipeline's HTTP loop.
+/// album image lists. Fetching pages in order, with their albums, is listing.hpp's (GalleryLister,
+/// ListingOrder, list_gallery); the HTTP calls are made by an HttpClient.
 ///
 /// @code
 /// using namespace pixflow::tasks;
 /// GalleryQuery query{.section = "top", .sort = "time", .pages = 3, .client_id = "abc123"};
-/// LinkDeduplicator seen;
-/// for (int page = 0; page < query.pages; ++page) {
-///   std::string body = http_get(gallery_page_url(query, page), imgur_headers(query));  // elsewhere
-///   Expected<GalleryPage> listed = parse_gallery_page(body);
-///   if (!listed) { report(listed.error().reason); break; }      // "listing error 403: ..."
-///   for (const ListedImage& image : listed->images)
-///     if (image.skip_reason.empty() && seen.first_time(image.link)) download(image.link);
-///   for (const std::string& album : listed->albums_to_expand)
-///     fetch(album_images_url(query, album));                     // then parse_album_images(body)
-///   if (listed->end) break;
-/// }
+/// std::string url = gallery_page_url(query, 0);           // ".../3/gallery/top/time/0.json"
+/// Expected<GalleryPage> listed = parse_gallery_page(body);  // body: the answer to that URL
+/// if (!listed) report(listed.error().reason);               // "listing error 403: ..."
+/// else for (const ListedImage& image : listed->images) use(image.link, image.skip_reason);
 /// @endcode
 #include <mutex>
 #include <string>

@@ -1,15 +1,24 @@
 #pragma once
 /// @file
 /// run_pipeline: the image pipeline — fetch → download → decode → thumbnail → write — assembled from
-/// the tasks as engine stages, run on one graph.
+/// the tasks as engine stages, run on one graph. `pixflow <command> --dump-graph` prints the graph that
+/// runs (pipeline_dot); for a gallery:
 ///
 /// ```
-/// pages ─▶ limit(fetch) ─▶ fetch (io) ─▶ list ─▶ limit(max_in_flight) ─▶ download (io) ─▶ decode ─▶ thumbnail
-///  (gallery only)                     urls / files enter the limit here   (folder: read)          │
-///                                    write (atomic) ◀── encode ◀── [your stages, e.g. a watermark] ◀┘
+/// pages ─▶ fetch (io: a page and its albums) ─▶ list (in order, each link once) ─▶ limit
+///   (a URL list or a folder: its planned items; a stream: items pushed while it runs)   │
+///                                                                                       ▼
+///                  ┌───────────────────────── resume (route) ─────────────────────────┐
+///                done                    original in OUT                           fetch
+///                  ▼                           ▼                                      ▼
+///                skip            read original (io, disk pool)     download (io) — a folder: read
+///                                              └──────────▶ fetched (merge) ◀─────────┘
+///                                                                 ▼
+///     record ◀── write (io, disk pool) ◀── encode ◀── [your stages] ◀── thumbnail ◀── decode
 /// ```
-/// The I/O stages run on one HTTP loop thread (libcurl multi) and bound the transfers in flight; the
-/// compute stages use every core. Failed items are reported with their reason; the run goes on.
+/// The I/O stages run on one HTTP loop thread (libcurl multi) or the disk pool and bound the operations
+/// in flight; the compute stages use every core. Failed items are reported with their reason; the run
+/// goes on.
 ///
 /// @code
 /// using namespace pixflow::tasks;
@@ -54,7 +63,39 @@ struct UrlListSource {
 struct FolderSource {
   std::filesystem::path dir;
 };
-using Source = std::variant<GallerySource, UrlListSource, FolderSource>;
+
+/// What a StreamSource's producer pushes into a running pipeline. Used from the producer's thread.
+///
+/// @code
+/// StreamSource source{[&](ItemFeed& feed) {
+///   while (auto url = next_url_from_somewhere())       // e.g. XREADGROUP, COUNT feed.room()
+///     if (!feed.push(*url)) return;                     // the run is stopping: stop producing
+/// }};
+/// @endcode
+class ItemFeed {
+ public:
+  ItemFeed(std::function<bool(std::string)> push, std::function<std::size_t()> room)
+      : push_(std::move(push)), room_(std::move(room)) {}
+  /// Adds one URL to the run, waiting while the run holds max_in_flight items. False when the run is
+  /// stopping (cancelled, timed out, interrupted): the URL was not taken, and the producer should return.
+  bool push(std::string url) { return push_(std::move(url)); }
+  /// Items the run can take now without waiting (for sizing a read from a queue).
+  [[nodiscard]] std::size_t room() const { return room_(); }
+
+ private:
+  std::function<bool(std::string)> push_;
+  std::function<std::size_t()> room_;
+};
+
+/// Items fed while the run goes on (a Redis stream): `produce(feed)` runs on a thread of its own; the
+/// run ends once it has returned and every pushed item has finished. Finished items are reported only
+/// through PipelineOptions::on_item, not kept in PipelineReport::items (a worker runs for days). Output
+/// names come from the URL alone (name_from_url), so every worker gives an item the same names. An
+/// exception from `produce` cancels the run and is rethrown by run_pipeline.
+struct StreamSource {
+  std::function<void(ItemFeed&)> produce;
+};
+using Source = std::variant<GallerySource, UrlListSource, FolderSource, StreamSource>;
 
 /// One thumbnail before it is encoded: what a custom stage sees and may change.
 struct Thumbnail {

@@ -404,6 +404,10 @@ class InputState final : public PlaceLender, public RunState {
     core->outside_out();
   }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] std::size_t room() {
+    std::lock_guard lock(mutex_);
+    return closed_ ? 0 : free_;
+  }
   void give_back() noexcept override {
     {
       std::lock_guard lock(mutex_);
