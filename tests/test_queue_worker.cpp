@@ -3,15 +3,21 @@
 // a real shutdown and start of the same server on the same port.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 #include <pixflow/queue/work_queue.hpp>
+#include <pixflow/queue/worker.hpp>
 
 #include "queue_support.hpp"
 
@@ -44,7 +50,8 @@ TEST_CASE("two workers drain a queue: every item done once, every thumbnail writ
   CHECK(enqueued.out.find("queued 11 items") != std::string::npos);
 
   const fs::path out = dir / "out";
-  const fs::path config = write_config(dir, {{"batch_size", 2}, {"claim_idle_s", 5}});
+  // max_in_flight 2: a worker holds at most 2 items, so the one holding the slow two leaves the rest.
+  const fs::path config = write_config(dir, {{"claim_idle_s", 5}}, {{"max_in_flight", 2}});
   Worker a("a", url, queue, out, config, dir);
   Worker b("b", url, queue, out, config, dir);
   const int code_a = a.wait();
@@ -93,7 +100,7 @@ TEST_CASE("a worker killed with kill -9 loses nothing: the others reclaim its it
   REQUIRE(watch.enqueue(urls).queued == 9);
 
   const fs::path out = dir / "out";
-  const fs::path config = write_config(dir, {{"batch_size", 1}, {"claim_idle_s", 1}});
+  const fs::path config = write_config(dir, {{"batch_size", 1}, {"claim_idle_s", 1}}, {{"max_in_flight", 1}});
   Worker victim("victim", url, queue, out, config, dir);
   // Kill it once it holds an item (a slow one: it started first).
   const bool holds = wait_until(20, [&] {
@@ -138,7 +145,7 @@ TEST_CASE("a worker stopped with SIGTERM hands its unfinished items back at once
   REQUIRE(watch.enqueue({base + "/slow/garden.png", base + "/slow/ladybird-alpha.png", base + "/photos/tiny.jpg"}).queued == 3);
 
   const fs::path out = dir / "out";
-  const fs::path config = write_config(dir, {{"batch_size", 3}, {"claim_idle_s", 600}});
+  const fs::path config = write_config(dir, {{"claim_idle_s", 600}}, {{"max_in_flight", 3}});
   Worker first("first", url, queue, out, config, dir);
   REQUIRE(wait_until(20, [&] { return watch.status().done == 1; }));  // tiny.jpg; the slow two are held
   first.terminate();
@@ -221,7 +228,8 @@ TEST_CASE("workers ride out a Redis restart and finish the queue", "[queue][redi
   }
 
   const fs::path out = dir / "out";
-  const fs::path config = write_config(dir, {{"batch_size", 1}, {"claim_idle_s", 3}, {"connect_timeout_s", 1}});
+  const fs::path config =
+      write_config(dir, {{"batch_size", 1}, {"claim_idle_s", 3}, {"connect_timeout_s", 1}}, {{"max_in_flight", 1}});
   Worker w1("w1", url, "restart", out, config, dir);
   Worker w2("w2", url, "restart", out, config, dir);
   {
@@ -257,4 +265,85 @@ TEST_CASE("workers ride out a Redis restart and finish the queue", "[queue][redi
   std::vector<std::string> ok_names = slow;
   ok_names.insert(ok_names.end(), fast.begin(), fast.end());
   require_thumbnails(out, ok_names);
+}
+
+TEST_CASE("a worker streams: a slow item holds one place, the others flow past it", "[queue][redis][server]") {
+  // In-process (run_worker), two places (max_in_flight 2): the slow item (20 s at the fixture's
+  // 20 kB/s) holds one, the five fast ones go through the other, one after another, no batch waiting
+  // for its slowest item. A stop request (pipeline.stop) then ends the worker and hands the slow one back.
+  pixflow::test::TempDir dir;
+  const std::string base = pixflow::test::server_url();
+  const std::string queue = fresh_queue("stream");
+  WorkQueue watch(fixture_address(), queue);
+  const std::vector<std::string> fast{"aqua.jpg", "dune.jpg", "garden.png", "tiny.jpg", "wood.webp"};
+  std::vector<std::string> urls{base + "/slow/ladybird-alpha.png"};
+  for (const auto& n : fast) urls.push_back(base + "/photos/" + n);
+  REQUIRE(watch.enqueue(urls).queued == 6);
+
+  std::stop_source stop;
+  WorkerOptions options;
+  options.redis = fixture_address();
+  options.queue = queue;
+  options.consumer = "streamer";
+  options.pipeline.out = dir / "out";
+  options.pipeline.config.threads = 1;
+  options.pipeline.config.max_in_flight = 2;
+  options.pipeline.stop = stop.get_token();
+  std::atomic<int> reported{0};
+  options.pipeline.on_item = [&](const ItemReport&) { ++reported; };
+  WorkerReport report;
+  std::thread worker([&] { report = run_worker(options); });
+
+  const bool flowed = wait_until(20, [&] {
+    const QueueStatus s = watch.status();
+    return s.done == fast.size() && s.in_progress == 1;
+  });
+  stop.request_stop();
+  worker.join();
+  CHECK(flowed);
+  const QueueStatus s = watch.status();
+  CHECK(s.done == fast.size());
+  CHECK(s.failed == 0);
+  CHECK(s.pending == 1);  // the slow one, handed back: cancelled is not failed
+  CHECK(report.interrupted);
+  CHECK(report.items == fast.size());
+  CHECK(report.ok == fast.size());
+  CHECK(reported >= static_cast<int>(fast.size()));  // the caller's on_item sees every item too
+  require_thumbnails(dir / "out", fast);
+}
+
+TEST_CASE("a write that fails is tried again by the same worker, then fails for good", "[queue][redis][server]") {
+  pixflow::test::TempDir dir;
+  const std::string queue = fresh_queue("write");
+  WorkQueue watch(fixture_address(), queue);
+  const std::string url = pixflow::test::server_url() + "/photos/tiny.jpg";
+  REQUIRE(watch.enqueue({url}).queued == 1);
+  // A FIFO stands under the original's name: every write of it fails, on this machine only.
+  const fs::path out = dir / "out";
+  fs::create_directories(out);
+  REQUIRE(mkfifo((out / "tiny.jpg").c_str(), 0644) == 0);
+
+  WorkerOptions options;
+  options.redis = fixture_address();
+  options.queue = queue;
+  options.consumer = "writer";
+  options.exit_when_empty = true;
+  options.pipeline.out = out;
+  options.pipeline.config.threads = 1;
+  std::mutex mutex;
+  std::vector<std::string> reasons;
+  options.pipeline.on_item = [&](const ItemReport& item) {
+    std::lock_guard lock(mutex);
+    reasons.push_back(item.reason);
+  };
+  const WorkerReport report = run_worker(options);
+  REQUIRE(reasons.size() == 3);  // three attempts here, each reported by the pipeline
+  for (const auto& r : reasons) CHECK(r == "cannot write: name taken by a fifo");
+  CHECK(report.items == 1);
+  CHECK(report.failed == 1);
+  const QueueStatus s = watch.status();
+  CHECK(s.failed == 1);
+  CHECK(s.pending == 0);
+  REQUIRE(s.failures.size() == 1);
+  CHECK(s.failures[0].reason == "cannot write: name taken by a fifo");
 }

@@ -146,7 +146,7 @@ int run_worker_command(const QueueCommandState& state, const RedisAddress& addre
   if (!quiet)
     std::cerr << "pixflow worker: " << report.consumer << ": " << report.items << " items (" << report.ok << " ok, "
               << report.failed << " failed, " << report.skipped << " skipped, " << report.reclaimed << " reclaimed) in "
-              << report.batches << " batches, " << std::fixed << std::setprecision(2) << report.wall_s << " s\n";
+              << std::fixed << std::setprecision(2) << report.wall_s << " s\n";
   return report.failed > 0 || report.interrupted ? exit_items_failed : exit_ok;
 }
 

@@ -50,10 +50,14 @@ void Acker::finish(Finished item) {
   wake_.notify_all();
 }
 
-void Acker::wait_flushed() {
+bool Acker::wait_flushed_unless(const std::function<bool()>& stop) {
   std::unique_lock lock(mutex_);
-  flushed_.wait(lock, [&] { return (queue_.empty() && sending_ == 0) || fatal_; });
-  if (fatal_) throw *fatal_;
+  for (;;) {
+    if (fatal_) throw *fatal_;
+    if (queue_.empty() && sending_ == 0) return true;
+    if (stop && stop()) return false;
+    flushed_.wait_for(lock, std::chrono::milliseconds(50));
+  }
 }
 
 void Acker::stop() {

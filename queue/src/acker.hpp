@@ -6,6 +6,7 @@
 // retried with backoff, forever: what finished is recorded once Redis is back.
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -40,9 +41,9 @@ class Acker {
   void release(const std::vector<std::string>& ids);
   /// Records `item` and acknowledges its entries, soon (the entries are released too). Any thread.
   void finish(Finished item);
-  /// Waits until everything finished so far is recorded (however long Redis stays away), or a fatal
-  /// error, which it throws.
-  void wait_flushed();
+  /// Waits until everything finished so far is recorded (however long Redis stays away) and returns
+  /// true; false as soon as `stop()` turns true. Throws the fatal error the thread met, if any.
+  bool wait_flushed_unless(const std::function<bool()>& stop);
   /// Flushes what is queued and ends the thread.
   void stop();
   /// A non-transient error the thread met (it has stopped then).

@@ -23,7 +23,10 @@ namespace pixflow::queue {
 /// @endcode
 struct QueueConfig {
   double claim_idle_s = 60;       ///< take over items another worker has held without renewing for this long, > 0
-  std::size_t batch_size = 16;    ///< items read and run through one pipeline run at a time, 1..100000
+  /// The most entries one XREADGROUP or XAUTOCLAIM takes, 1..100000. A worker reads only what its run
+  /// has room for (the pipeline's max_in_flight, which bounds what one worker holds), at most this many
+  /// per command; items flow one by one, there are no batches.
+  std::size_t batch_size = 16;
   double connect_timeout_s = 5;   ///< connecting to Redis, and each command's own wait beyond its block time, > 0
   std::size_t max_deliveries = 5; ///< an item claimed more often than this (its workers keep dying) fails for good, >= 1
   friend bool operator==(const QueueConfig&, const QueueConfig&) = default;
