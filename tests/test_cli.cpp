@@ -177,7 +177,7 @@ TEST_CASE("pixflow --help lists the subcommands and --version prints the version
 }
 
 TEST_CASE("pixflow gallery writes a JSON report in listing order and summarises failures by reason",
-          "[e2e][cli]") {
+          "[e2e][cli][server]") {
   TempDir dir;
   const fs::path out = dir / "out";
   const fs::path report_file = dir / "report.json";
@@ -245,7 +245,7 @@ TEST_CASE("pixflow gallery writes a JSON report in listing order and summarises 
   CHECK(run.out.empty());
 }
 
-TEST_CASE("pixflow urls reads a file or stdin and exits 0 when every URL is good", "[e2e][cli]") {
+TEST_CASE("pixflow urls reads a file or stdin and exits 0 when every URL is good", "[e2e][cli][server]") {
   TempDir dir;
   const fs::path list = dir / "urls.txt";
   write_text(list, url_list_text(good_urls()));
@@ -303,7 +303,7 @@ TEST_CASE("pixflow thumbs makes thumbnails only, and a missing folder is an unus
   CHECK_THAT(missing.err, Catch::Contains("absent"));
 }
 
-TEST_CASE("pixflow gallery exits 3 when the listing cannot be read, 2 when no client id is given", "[e2e][cli]") {
+TEST_CASE("pixflow gallery exits 3 when the listing cannot be read, 2 when no client id is given", "[e2e][cli][server]") {
   TempDir dir;
   SECTION("the API refuses a listing without Client-ID (403)") {
     const CliResult run =
@@ -341,7 +341,7 @@ TEST_CASE("pixflow gallery --pages 0 exits 0 when the page after the empty one a
 }
 
 TEST_CASE("pixflow rejects bad configs and options with exit 2, naming the JSON path, before doing anything",
-          "[e2e][cli]") {
+          "[e2e][cli][slow]") {
   struct Case {
     const char* what;
     const char* document;  // nullptr: the config file does not exist
@@ -451,7 +451,7 @@ TEST_CASE("pixflow --dump-config round-trips, and the command line wins over the
   CHECK(effective.at("nodes").at("thumbnail").at("format") == "png");
 }
 
-TEST_CASE("the progress line shows with --progress, and never when stderr is not a terminal", "[e2e][cli]") {
+TEST_CASE("the progress line shows with --progress, and never when stderr is not a terminal", "[e2e][cli][server]") {
   TempDir dir;
   // One slow transfer (~2 s at the fixture's 20 kB/s) outlasts the 0.5 s progress interval.
   write_text(dir / "urls.txt", server_url() + "/slow/aqua.jpg\n");

@@ -934,7 +934,7 @@ std::string reason_with_little_memory(const Bytes& bytes, Size box, long headroo
 }
 }  // namespace
 
-TEST_CASE("out of memory below the budget is reported as such, not as a corrupt file", "[decode]") {
+TEST_CASE("out of memory below the budget is reported as such, not as a corrupt file", "[decode][slow]") {
   // Allocations far larger than any free space the test process's heap may hold from earlier tests.
   cv::Mat seed(6, 8, CV_8UC3);
   cv::randu(seed, 0, 256);

@@ -202,7 +202,7 @@ std::string original_of(const Run& run, const std::string& url, const fs::path& 
 
 }  // namespace
 
-TEST_CASE("hostile: failing, throttled, lying and endless transfers", "[hostile]") {
+TEST_CASE("hostile: failing, throttled, lying and endless transfers", "[hostile][server]") {
   const std::string base = hostile::run_prefix();
   const std::string not_found = base + "/status/404/missing.jpg";
   const std::string flaky = base + "/flaky/flaky-aqua.jpg";
@@ -275,7 +275,7 @@ TEST_CASE("hostile: failing, throttled, lying and endless transfers", "[hostile]
 
 // Stall detection counts from the last byte received (libcurl's LOW_SPEED check averages over ~5 s, so
 // with stall_timeout_s 1 and timeout_s 5 it used to end "timed out" instead).
-TEST_CASE("hostile: a body that stalls halfway", "[hostile]") {
+TEST_CASE("hostile: a body that stalls halfway", "[hostile][server]") {
   const std::string base = hostile::run_prefix();
   const std::string stalled = base + "/stall/stalled-two-wings.jpg";  // half, then 8 s of nothing
   const std::string good = base + "/photos/tiny.jpg";
@@ -303,7 +303,7 @@ TEST_CASE("hostile: a body that stalls halfway", "[hostile]") {
 // timer started with the first response byte), and a body of one byte a second never stalled: both ran
 // to timeout_s, 120 s x 4 attempts with the defaults. Now the header timeout and the minimum speed end
 // each attempt after a second or two here, with reasons of their own, and they are retried like a stall.
-TEST_CASE("hostile: a server that never answers, and one that trickles a byte a second", "[hostile]") {
+TEST_CASE("hostile: a server that never answers, and one that trickles a byte a second", "[hostile][server]") {
   const std::string base = hostile::run_prefix();
   const std::string mute = base + "/mute/mute-aqua.jpg";          // reads the request, then silence
   const std::string trickle = base + "/trickle/trickle-dune.jpg";  // headers, then 1 byte/s
@@ -338,7 +338,7 @@ TEST_CASE("hostile: a server that never answers, and one that trickles a byte a 
   run.check_summary();
 }
 
-TEST_CASE("hostile: 200 answers whose body is not an image", "[hostile]") {
+TEST_CASE("hostile: 200 answers whose body is not an image", "[hostile][server]") {
   const std::string base = hostile::run_prefix();
   const std::string html = base + "/html/page.jpg";
   const std::string empty = base + "/empty/nothing.jpg";
@@ -362,7 +362,7 @@ TEST_CASE("hostile: 200 answers whose body is not an image", "[hostile]") {
   run.check_summary();
 }
 
-TEST_CASE("hostile: names from URLs stay inside OUT, bounded and distinct", "[hostile]") {
+TEST_CASE("hostile: names from URLs stay inside OUT, bounded and distinct", "[hostile][server]") {
   const std::string base = hostile::run_prefix();
   const std::string climb = base + "/x/%2e%2e%2f%2e%2e%2fevil.jpg";  // "../../evil.jpg" once decoded
   const std::string slashes = base + "/x/..%2F..%2Fwork%2Fescape.jpg";
@@ -426,7 +426,7 @@ TEST_CASE("hostile: names from URLs stay inside OUT, bounded and distinct", "[ho
   run.check_summary();
 }
 
-TEST_CASE("hostile: a gallery whose first page answers 429 first", "[hostile]") {
+TEST_CASE("hostile: a gallery whose first page answers 429 first", "[hostile][server]") {
   const std::string base = hostile::run_prefix();
   Run run;
   run.gallery(base, kRetryConfig);

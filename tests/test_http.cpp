@@ -232,7 +232,7 @@ TEST_CASE("HttpResponse: ok and failure_reason", "[http]") {
   CHECK(r.failure_reason() == "timed out");
 }
 
-TEST_CASE("HttpClient: a photo downloads byte-identical", "[http]") {
+TEST_CASE("HttpClient: a photo downloads byte-identical", "[http][server]") {
   HttpClient client;
   const std::string base = pixflow::test::server_url();
   for (const std::string name : {"tiny.jpg", "aqua.jpg"}) {
@@ -253,7 +253,7 @@ TEST_CASE("HttpClient: a photo downloads byte-identical", "[http]") {
   CHECK(client.peak_in_flight() == 1);
 }
 
-TEST_CASE("HttpClient: statuses are reported, not errors", "[http]") {
+TEST_CASE("HttpClient: statuses are reported, not errors", "[http][server]") {
   HttpClient client;
   const std::string base = pixflow::test::server_url();
   HttpResponse missing = fetch(client, base + "/no/such/thing.jpg");
@@ -269,7 +269,7 @@ TEST_CASE("HttpClient: statuses are reported, not errors", "[http]") {
   CHECK_FALSE(page.body.empty());
 }
 
-TEST_CASE("HttpClient: redirects are followed up to max_redirects", "[http]") {
+TEST_CASE("HttpClient: redirects are followed up to max_redirects", "[http][server]") {
   const std::string base = pixflow::test::server_url();
   SECTION("a redirect lands on the photo") {
     HttpClient client;
@@ -298,7 +298,7 @@ TEST_CASE("HttpClient: redirects are followed up to max_redirects", "[http]") {
   }
 }
 
-TEST_CASE("HttpClient: max_bytes caps the body", "[http]") {
+TEST_CASE("HttpClient: max_bytes caps the body", "[http][server]") {
   SECTION("a known Content-Length above the cap") {
     HttpClient client({.max_bytes = 1u << 20});
     HttpResponse r = fetch(client, pixflow::test::server_url() + "/big.bin");
@@ -368,7 +368,7 @@ TEST_CASE("HttpClient: request headers and user agent are sent", "[http]") {
   CHECK(head.find("User-Agent: pixflow-test/1\r\n") != std::string::npos);
 }
 
-TEST_CASE("HttpClient: timeouts", "[http]") {
+TEST_CASE("HttpClient: timeouts", "[http][server]") {
   SECTION("the whole transfer takes longer than timeout_s") {
     HttpClient client({.timeout_s = 0.5, .retries = 0});
     HttpResponse r = fetch(client, pixflow::test::server_url() + "/slow/aqua.jpg");  // ~2 s at 20 kB/s
@@ -450,7 +450,7 @@ TEST_CASE("HttpClient: timeouts", "[http]") {
   }
 }
 
-TEST_CASE("HttpClient: max_in_flight caps transfers; the rest wait in the client's queue", "[http]") {
+TEST_CASE("HttpClient: max_in_flight caps transfers; the rest wait in the client's queue", "[http][server]") {
   HttpClient client({.max_in_flight = 3});
   Collector c;
   const std::string base = pixflow::test::server_url();
@@ -478,7 +478,7 @@ TEST_CASE("HttpClient: max_in_flight caps transfers; the rest wait in the client
   CHECK(c.get(11).body == pixflow::test::read_bytes(pixflow::test::photo("tiny.jpg")));
 }
 
-TEST_CASE("HttpClient: per_host caps transfers to one host:port", "[http]") {
+TEST_CASE("HttpClient: per_host caps transfers to one host:port", "[http][server]") {
   HttpClient client({.max_in_flight = 8, .per_host = 2});
   Collector c;
   const std::string base = pixflow::test::server_url();  // http://127.0.0.1:PORT
@@ -492,7 +492,7 @@ TEST_CASE("HttpClient: per_host caps transfers to one host:port", "[http]") {
   CHECK(client.peak_in_flight() == 4);  // 2 per host, though 8 were allowed
 }
 
-TEST_CASE("HttpClient: submit from many threads at once", "[http]") {
+TEST_CASE("HttpClient: submit from many threads at once", "[http][server]") {
   HttpClient client({.max_in_flight = 8});
   Collector c;
   const std::string base = pixflow::test::server_url();
@@ -520,7 +520,7 @@ TEST_CASE("HttpClient: submit from many threads at once", "[http]") {
   CHECK(client.peak_in_flight() <= 8);
 }
 
-TEST_CASE("HttpClient: callbacks may submit again, and may throw", "[http]") {
+TEST_CASE("HttpClient: callbacks may submit again, and may throw", "[http][server]") {
   HttpClient client;
   Collector c;
   const std::string base = pixflow::test::server_url();
@@ -540,7 +540,7 @@ TEST_CASE("HttpClient: callbacks may submit again, and may throw", "[http]") {
   CHECK(after.ok());
 }
 
-TEST_CASE("HttpClient: callbacks run on the loop thread", "[http]") {
+TEST_CASE("HttpClient: callbacks run on the loop thread", "[http][server]") {
   HttpClient client;
   Collector c;
   client.submit({pixflow::test::server_url() + "/photos/tiny.jpg", {}}, c.callback(0));
@@ -552,7 +552,7 @@ TEST_CASE("HttpClient: callbacks run on the loop thread", "[http]") {
   CHECK(threads[0] == threads[1]);
 }
 
-TEST_CASE("HttpClient: cancel_all completes everything pending with \"cancelled\"", "[http]") {
+TEST_CASE("HttpClient: cancel_all completes everything pending with \"cancelled\"", "[http][server]") {
   HttpClient client({.max_in_flight = 2});
   Collector c;
   const std::string base = pixflow::test::server_url();
@@ -572,7 +572,7 @@ TEST_CASE("HttpClient: cancel_all completes everything pending with \"cancelled\
   CHECK(later.ok());
 }
 
-TEST_CASE("HttpClient: destruction cancels running and queued transfers, each callback once", "[http]") {
+TEST_CASE("HttpClient: destruction cancels running and queued transfers, each callback once", "[http][server]") {
   Collector c;
   const std::string base = pixflow::test::server_url();
   constexpr std::size_t kCount = 10;
@@ -698,7 +698,7 @@ TEST_CASE("HttpClient retries: 429 and 503 honour Retry-After", "[http]") {
   }
 }
 
-TEST_CASE("HttpClient retries: final failures are not retried", "[http]") {
+TEST_CASE("HttpClient retries: final failures are not retried", "[http][server]") {
   HttpClient client({.max_redirects = 2, .retries = 3, .backoff_s = 0.01});
   SECTION("4xx other than 429") {
     RawServer server(reply("403 Forbidden"), 0ms);
@@ -740,7 +740,7 @@ TEST_CASE("HttpClient retries: a Content-Length that lies is a truncated body, r
   CHECK(server.requests() == 3);
 }
 
-TEST_CASE("HttpClient retries: a transfer waiting for its retry holds no slot", "[http]") {
+TEST_CASE("HttpClient retries: a transfer waiting for its retry holds no slot", "[http][server]") {
   RawServer server({reply("503 Service Unavailable", "Retry-After: 1\r\n"), reply("200 OK", "", "ok")}, 0ms);
   HttpClient client({.max_in_flight = 1, .retries = 1});
   Collector c;
@@ -771,7 +771,7 @@ TEST_CASE("HttpClient retries: a transfer waiting for its retry holds no slot", 
   CHECK(client.peak_in_flight() == 1);
 }
 
-TEST_CASE("HttpClient: rate_per_host spaces the starts to one host, not to others", "[http]") {
+TEST_CASE("HttpClient: rate_per_host spaces the starts to one host, not to others", "[http][server]") {
   HttpClient client({.max_in_flight = 16, .rate_per_host = 5});
   Collector c;
   std::mutex mutex;
@@ -811,7 +811,7 @@ TEST_CASE("HttpClient: rate_per_host spaces the starts to one host, not to other
   CHECK(other_last < 1.2);
 }
 
-TEST_CASE("HttpClient retries: cancelling a transfer that waits for its retry", "[http]") {
+TEST_CASE("HttpClient retries: cancelling a transfer that waits for its retry", "[http][server]") {
   RawServer server(reply("503 Service Unavailable", "Retry-After: 20\r\n"), 0ms);
   const auto start = std::chrono::steady_clock::now();
   SECTION("cancel_all") {

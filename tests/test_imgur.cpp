@@ -251,3 +251,17 @@ TEST_CASE("LinkDeduplicator passes each link once, across threads", "[imgur]") {
   CHECK(firsts == 500);
   CHECK(shared.size() == 500);
 }
+
+TEST_CASE("the listed size of an image is kept (0 when absent or not a byte count)", "[imgur]") {
+  const auto page = parse_gallery_page(R"({"data":[
+    {"id":"a","type":"image/jpeg","size":183210,"link":"https://i.imgur.com/a.jpg"},
+    {"id":"b","type":"image/jpeg","link":"https://i.imgur.com/b.jpg"},
+    {"id":"c","type":"image/jpeg","size":-5,"link":"https://i.imgur.com/c.jpg"},
+    {"id":"d","type":"image/jpeg","size":"12","link":"https://i.imgur.com/d.jpg"}],"success":true,"status":200})");
+  REQUIRE(page);
+  REQUIRE(page->images.size() == 4);
+  CHECK(page->images[0].size == 183210);
+  CHECK(page->images[1].size == 0);
+  CHECK(page->images[2].size == 0);
+  CHECK(page->images[3].size == 0);
+}

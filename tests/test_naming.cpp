@@ -297,7 +297,7 @@ TEST_CASE("NameRegistry gives the names the plain search from -2 gives, for any 
   }
 }
 
-TEST_CASE("NameRegistry plans a million claims of one name in linear time", "[naming]") {
+TEST_CASE("NameRegistry plans a million claims of one name in linear time", "[naming][slow]") {
   // The plain search took 3 s for 10,000 claims of one name and 12 s for 20,000 (quadratic); a million
   // would take hours and blow the test timeout. Linear, it is about a second (Release).
   NameRegistry registry;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <stop_token>
 #include <thread>
 #include <chrono>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "pixflow/tasks/output_lock.hpp"
+#include "pixflow/tasks/naming.hpp"
 #include "pixflow/tasks/pipeline.hpp"
 #include "pixflow/tasks/report.hpp"
 #include "support.hpp"
@@ -217,7 +219,7 @@ void check_ok_outputs(const PipelineReport& report, const std::vector<ExpectedIt
 
 }  // namespace
 
-TEST_CASE("a gallery run ends as expected.json says, item by item, with every output in place", "[e2e][pipeline]") {
+TEST_CASE("a gallery run ends as expected.json says, item by item, with every output in place", "[e2e][pipeline][server]") {
   TempDir out;
   PipelineOptions options;
   options.out = out.path();
@@ -306,7 +308,7 @@ TEST_CASE("a gallery run ends as expected.json says, item by item, with every ou
 
 // The images of an album listed by its cover only (fetched from /3/album/{id}/images) stand where the
 // album is listed (fixture page 1: storm, wood, album-b = dune-copy + two-wings-copy, tiny).
-TEST_CASE("a gallery report is in strict listing order, albums in place", "[e2e][pipeline]") {
+TEST_CASE("a gallery report is in strict listing order, albums in place", "[e2e][pipeline][server]") {
   TempDir out;
   PipelineOptions options;
   options.out = out.path();
@@ -320,7 +322,7 @@ TEST_CASE("a gallery report is in strict listing order, albums in place", "[e2e]
   CHECK(seen == groups);
 }
 
-TEST_CASE("several sizes and a forced format name and shape every thumbnail", "[e2e][pipeline]") {
+TEST_CASE("several sizes and a forced format name and shape every thumbnail", "[e2e][pipeline][server]") {
   const std::vector<std::string> names{"aqua.jpg", "storm-rotated.jpg", "tiny.jpg", "ladybird-alpha.png", "wood.webp"};
   std::vector<std::string> urls;
   for (const auto& name : names) urls.push_back(photo_url(name));
@@ -372,7 +374,7 @@ TEST_CASE("several sizes and a forced format name and shape every thumbnail", "[
   }
 }
 
-TEST_CASE("a URL list with bad entries reports each failure with its reason and does the rest", "[e2e][pipeline]") {
+TEST_CASE("a URL list with bad entries reports each failure with its reason and does the rest", "[e2e][pipeline][server]") {
   const std::string base = server_url();
   const std::vector<std::string> urls{
       base + "/photos/aqua.jpg",
@@ -465,7 +467,7 @@ TEST_CASE("a folder source makes thumbnails only, reports the GIF as unsupported
   CHECK(node(report, "write").items == images.size() - 2);        // all but the GIF and the README
 }
 
-TEST_CASE("one worker thread and two give the same report and the same files", "[e2e][pipeline]") {
+TEST_CASE("one worker thread and two give the same report and the same files", "[e2e][pipeline][server]") {
   std::vector<std::string> urls = served_urls();
   urls.push_back(server_url() + "/photos/no-such-photo.jpg");
   REQUIRE(urls.size() > 5);
@@ -498,7 +500,7 @@ TEST_CASE("one worker thread and two give the same report and the same files", "
   }
 }
 
-TEST_CASE("on_item is called once per item, with its final status", "[e2e][pipeline]") {
+TEST_CASE("on_item is called once per item, with its final status", "[e2e][pipeline][server]") {
   TempDir out;
   std::mutex mutex;
   std::map<std::string, std::vector<ItemStatus>> calls;
@@ -520,7 +522,7 @@ TEST_CASE("on_item is called once per item, with its final status", "[e2e][pipel
 }
 
 TEST_CASE("a run timeout cancels promptly, fails the unfinished items and leaves no partial file",
-          "[e2e][pipeline]") {
+          "[e2e][pipeline][server]") {
   // 20 kB/s each: most of these take seconds to arrive, far past the 0.5 s budget.
   std::vector<std::string> urls;
   const std::vector<std::string> names{"aqua.jpg", "dune.jpg", "two-wings.jpg", "garden.png", "fresh-flower.jpg",
@@ -562,7 +564,7 @@ TEST_CASE("a run timeout cancels promptly, fails the unfinished items and leaves
   CHECK(files == outputs_of(report));
 }
 
-TEST_CASE("max_in_flight bounds the items alive in the graph", "[e2e][pipeline]") {
+TEST_CASE("max_in_flight bounds the items alive in the graph", "[e2e][pipeline][server]") {
   const std::vector<std::string> urls = served_urls();
   TempDir out;
   PipelineOptions options;
@@ -577,7 +579,7 @@ TEST_CASE("max_in_flight bounds the items alive in the graph", "[e2e][pipeline]"
 }
 
 TEST_CASE("a custom stage between thumbnail and encode changes every thumbnail and can fail an item",
-          "[e2e][pipeline][api]") {
+          "[e2e][pipeline][api][server]") {
   TempDir out;
   PipelineOptions options;
   options.out = out.path();
@@ -611,7 +613,7 @@ TEST_CASE("a custom stage between thumbnail and encode changes every thumbnail a
   }
 }
 
-TEST_CASE("a stop request from another thread ends the run cleanly", "[e2e][pipeline][api]") {
+TEST_CASE("a stop request from another thread ends the run cleanly", "[e2e][pipeline][api][server]") {
   TempDir out;
   std::vector<std::string> urls;
   for (int i = 0; i < 20; ++i) urls.push_back(server_url() + "/slow/aqua.jpg?copy=" + std::to_string(i));
@@ -635,7 +637,7 @@ TEST_CASE("a stop request from another thread ends the run cleanly", "[e2e][pipe
 }
 
 TEST_CASE("a rerun into the same folder skips what is done and thumbnails kept originals from disk",
-          "[e2e][pipeline][resume]") {
+          "[e2e][pipeline][resume][server]") {
   TempDir out;
   PipelineOptions options;
   options.out = out.path();
@@ -766,7 +768,7 @@ TEST_CASE("a folder run reports every file it does not take, and never thumbnail
 }
 
 TEST_CASE("a FIFO in OUT named like an output is never opened: the item fails with a clear reason",
-          "[e2e][pipeline]") {
+          "[e2e][pipeline][server]") {
   TempDir out;
   REQUIRE(::mkfifo((out / "aqua.jpg").c_str(), 0600) == 0);
   PipelineOptions options;
@@ -779,7 +781,7 @@ TEST_CASE("a FIFO in OUT named like an output is never opened: the item fails wi
   CHECK(fs::is_fifo(out / "aqua.jpg"));
 }
 
-TEST_CASE("a second run into an OUT in use fails at once, before anything ran", "[e2e][pipeline]") {
+TEST_CASE("a second run into an OUT in use fails at once, before anything ran", "[e2e][pipeline][server]") {
   TempDir out;
   auto held = OutputLock::acquire(out.path(), OutputLock::Mode::exclusive);
   REQUIRE(held);
@@ -788,4 +790,76 @@ TEST_CASE("a second run into an OUT in use fails at once, before anything ran", 
   CHECK_THROWS_WITH(run_pipeline(UrlListSource{{server_url() + "/photos/aqua.jpg"}}, options),
                     Catch::Contains("is in use by another pixflow run (pid " + std::to_string(::getpid()) + ")"));
   CHECK(files_in(out.path()).empty());
+}
+
+TEST_CASE("a stream source runs items pushed while the run goes on, reports each through on_item, keeps none",
+          "[e2e][pipeline][server]") {
+  TempDir out;
+  const std::vector<std::string> urls = served_urls();
+  REQUIRE(urls.size() >= 4);
+  std::mutex mutex;
+  std::map<std::string, ItemStatus> finished;
+  PipelineOptions options;
+  options.out = out.path();
+  options.config.max_in_flight = 2;  // pushes wait for room: the producer is held back by the run
+  options.on_item = [&](const ItemReport& item) {
+    std::lock_guard lock(mutex);
+    CHECK(finished.emplace(item.input, item.status).second);  // once per item
+  };
+  std::size_t most_room = 0;
+  const PipelineReport report = run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                                               for (const auto& url : urls) {
+                                                 most_room = std::max(most_room, feed.room());
+                                                 CHECK(feed.push(url));
+                                               }
+                                               CHECK(feed.push(photo_url("missing.jpg")));
+                                             }},
+                                             options);
+  CHECK(report.items.empty());  // a stream keeps nothing: on_item had every item
+  CHECK(most_room <= 2);
+  std::lock_guard lock(mutex);
+  CHECK(finished.size() == urls.size() + 1);
+  for (const auto& url : urls) {
+    INFO(url);
+    CHECK(finished[url] == ItemStatus::ok);
+  }
+  CHECK(finished[photo_url("missing.jpg")] == ItemStatus::failed);
+  for (const auto& url : urls) CHECK(fs::exists(out.path() / name_from_url(url)));
+
+  SECTION("pushed again into the same OUT, done items are skipped by the resume route") {
+    std::size_t skipped = 0;
+    options.on_item = [&](const ItemReport& item) { skipped += item.status == ItemStatus::skipped ? 1 : 0; };
+    run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                   for (const auto& url : urls) feed.push(url);
+                 }},
+                 options);
+    CHECK(skipped == urls.size());
+  }
+}
+
+TEST_CASE("a stream source whose producer throws cancels the run; run_pipeline rethrows; pushes then fail",
+          "[e2e][pipeline][server]") {
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  bool refused = false;
+  std::stop_source stop;
+  options.stop = stop.get_token();
+  SECTION("a producer that throws") {
+    CHECK_THROWS_WITH(run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                                     feed.push(photo_url("aqua.jpg"));
+                                     throw std::runtime_error("queue gone");
+                                   }},
+                                   options),
+                      "queue gone");
+  }
+  SECTION("a stop request: the next push is refused and the producer returns") {
+    const PipelineReport report = run_pipeline(StreamSource{[&](ItemFeed& feed) {
+                                                 stop.request_stop();
+                                                 for (int i = 0; i < 1000 && !refused; ++i) refused = !feed.push(photo_url("aqua.jpg"));
+                                               }},
+                                               options);
+    CHECK(refused);
+    CHECK(report.run.cancelled);
+  }
 }

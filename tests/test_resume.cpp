@@ -89,7 +89,7 @@ void check_all_done(const fs::path& out, const std::vector<Item>& items) {
 
 }  // namespace
 
-TEST_CASE("resume: a run killed with SIGKILL, rerun, finishes with only the missing downloads", "[resume]") {
+TEST_CASE("resume: a run killed with SIGKILL, rerun, finishes with only the missing downloads", "[resume][server]") {
   const std::string base = hostile::run_prefix();
   const std::vector<Item> items = make_items(base);
   TempDir root;

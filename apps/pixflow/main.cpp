@@ -2,12 +2,14 @@
 // (enqueue / worker / status spread one gallery over many machines through Redis: queue_commands.hpp;
 // built only with -DPIXFLOW_WITH_REDIS=ON, the default)
 //
-//   gallery:  pages ─▶ fetch (io, ≤2 pages) ─▶ list ─┐
-//   urls:     url list ──────────────────────────────┼─▶ limit(max_in_flight) ─▶ download (io, ≤32 transfers)
-//   thumbs:   folder ─▶ limit ─▶ read ───────────────┼──────────────────────────────────────┐
-//                                                    ▼                                      ▼
-//                decode (every core) ─▶ thumbnail (every core) ─▶ encode (every core)
-//                  ─▶ write (io: atomic + fsync on a disk pool, ≤4) ─▶ record (into the report)
+//   gallery:  pages ─▶ limit ─▶ fetch (io: a page and its albums) ─▶ list ─▶ limit ─┐
+//   urls:     source ─▶ limit ────────────────────────────────────────────────────────┤
+//   thumbs:   source ─▶ limit ────────────────────────────────────────────────────────┤
+//                                                                                     ▼
+//   resume (route) ─┬─ done ─────────────▶ skip
+//                   ├─ original in OUT ──▶ read original (io, disk pool) ─┐
+//                   └─ fetch ────────────▶ download (io; thumbs: read) ───┴─▶ fetched (merge)
+//   ─▶ decode ─▶ thumbnail ─▶ encode ─▶ write (io, disk pool) ─▶ record (into the report)
 // (`--dump-graph` prints the graph as built, in DOT; `--trace FILE` records a run for chrome://tracing.)
 //
 // Parses the command line and the config, runs pixflow::tasks::run_pipeline, prints a summary and

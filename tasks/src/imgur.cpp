@@ -83,6 +83,7 @@ void add_image(const json& item, std::vector<ListedImage>& out) {
   if (image.link.empty()) return;
   image.id = string_member(item, "id");
   image.mime = string_member(item, "type");
+  if (const auto size = item.find("size"); size != item.end() && size->is_number_unsigned()) image.size = size->get<std::uint64_t>();
   if (!image.mime.empty() && image.mime.rfind("image/", 0) != 0) image.skip_reason = "not an image (" + image.mime + ")";
   out.push_back(std::move(image));
 }

@@ -496,9 +496,11 @@ class PipelineRun {
   // --- the listing -------------------------------------------------------------------------------
 
   /// Turns pages, in listing order, into items: links not images are reported skipped at once, the
-  /// rest planned and emitted. Only the serial `list` stage calls it.
+  /// rest planned (names, in listing order) and emitted largest first by their listed size, so the
+  /// largest downloads of a page start first and do not make the run's tail. Only the serial `list`
+  /// stage calls it.
   void list(ListedPage page, pixflow::Emitter<Job>& emit) {
-    std::vector<Job> jobs;
+    std::vector<std::pair<std::uint64_t, Job>> jobs;
     {
       std::lock_guard lock(listing_mutex_);
       order_->add(
@@ -507,12 +509,13 @@ class PipelineRun {
             if (!image.skip_reason.empty())
               ledger_.finish(ledger_.add(input_item(image.link, false)), ItemStatus::skipped, "list", image.skip_reason);
             else
-              jobs.push_back(plan(image.link, false, name_from_url(image.link)));
+              jobs.emplace_back(image.size, plan(image.link, false, name_from_url(image.link)));
           },
           [&](ListingError error) { listing_errors_.push_back(std::move(error)); });
       if (order_->finished()) listing_done_.store(true);
     }
-    for (auto& job : jobs) {
+    std::stable_sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (auto& [size, job] : jobs) {
       ledger_.bind(emit.next_key(), job.id);
       emit(std::move(job));
     }

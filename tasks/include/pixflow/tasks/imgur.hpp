@@ -12,6 +12,7 @@
 /// if (!listed) report(listed.error().reason);               // "listing error 403: ..."
 /// else for (const ListedImage& image : listed->images) use(image.link, image.skip_reason);
 /// @endcode
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -49,6 +50,7 @@ struct ListedImage {
   std::string link;         ///< the image URL ("https://i.imgur.com/abc.jpg")
   std::string id;           ///< Imgur id, may be empty
   std::string mime;         ///< the listed type ("image/jpeg"); empty when the listing gives none
+  std::uint64_t size = 0;   ///< the listed size in bytes; 0 when the listing gives none
   std::string skip_reason;  ///< why it is not processed ("not an image (video/mp4)"); empty: process it
 };
 
