@@ -347,3 +347,28 @@ TEST_CASE("a write that fails is tried again by the same worker, then fails for 
   REQUIRE(s.failures.size() == 1);
   CHECK(s.failures[0].reason == "cannot write: name taken by a fifo");
 }
+
+TEST_CASE("a worker stops at its timeout_s and hands back what it holds", "[queue][redis][server]") {
+  pixflow::test::TempDir dir;
+  const std::string url = redis_url();
+  const std::string queue = fresh_queue("timeout");
+  WorkQueue watch(fixture_address(), queue);
+  REQUIRE(watch.enqueue({pixflow::test::server_url() + "/slow/ladybird-alpha.png"}).queued == 1);
+  // No --exit-when-empty: only the timeout (3 s) ends it, while the item (20 s) downloads.
+  const fs::path config = write_config(dir, {{"claim_idle_s", 600}}, {{"timeout_s", 3}});
+  pixflow::test::Process worker({pixflow::test::cli_path().string(), "worker", "--redis", url, "--queue", queue, "--out",
+                                 (dir / "out").string(), "--config", config.string(), "--consumer", "timed", "--threads", "1"},
+                                dir / "timed.out", dir / "timed.err");
+  CHECK(worker.wait() == 1);  // stopped
+  INFO(worker.err());
+  const std::string out = worker.out();
+  REQUIRE(out.find('{') != std::string::npos);
+  const json report = json::parse(out.substr(out.find_last_of('{', out.size() - 2)));
+  CHECK(report["interrupted"] == true);
+  CHECK(report["items"] == 0);
+  CHECK(worker.err().find("handed 1 unfinished item(s) back") != std::string::npos);
+  const QueueStatus s = watch.status();
+  CHECK(s.done == 0);
+  CHECK(s.failed == 0);  // the timeout's cancel is not the item's failure
+  CHECK(s.pending == 1);
+}

@@ -18,6 +18,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -72,6 +73,8 @@ class Worker {
 
   WorkerReport run() {
     const auto start = Clock::now();
+    if (options_.pipeline.config.timeout_s > 0)
+      deadline_ = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.pipeline.config.timeout_s));
     // Held shared for the worker's whole life: other workers may share OUT, a local run may not.
     auto output = tasks::OutputLock::acquire(options_.pipeline.out, tasks::OutputLock::Mode::shared);
     if (!output) throw tasks::OutputFolderError(output.error().reason);
@@ -109,7 +112,12 @@ class Worker {
     int write_attempts = 0;
   };
 
-  bool stopping() const { return pixflow::interrupt_requested() || options_.pipeline.stop.stop_requested(); }
+  /// Ctrl-C/SIGTERM, a stop request, or the config's timeout_s: every cause of a stop the run itself may
+  /// have (then its input is closed: a producer waiting for room would wait forever).
+  bool stopping() const {
+    return pixflow::interrupt_requested() || options_.pipeline.stop.stop_requested() ||
+           (deadline_ && Clock::now() >= *deadline_);
+  }
 
   void say(const std::string& line) const {
     if (options_.log) options_.log(line);
@@ -392,6 +400,7 @@ class Worker {
   Connection main_;           // the producer's
   std::string claim_cursor_ = "0-0";
   Acker* acker_ = nullptr;
+  std::optional<Clock::time_point> deadline_;  // timeout_s
 
   mutable std::mutex mutex_;  // guards what follows: shared by the producer and on_item
   std::condition_variable event_;

@@ -62,7 +62,7 @@ struct WorkerReport {
   std::size_t reclaimed = 0;  ///< items taken over from another worker (XAUTOCLAIM)
   std::size_t outages = 0;    ///< times the Redis connection was lost and had to be re-established
   double wall_s = 0;
-  bool interrupted = false;   ///< stopped by Ctrl-C/SIGTERM or `pipeline.stop` (held items handed back)
+  bool interrupted = false;   ///< stopped by Ctrl-C/SIGTERM, `pipeline.stop` or timeout_s (held items handed back)
 };
 
 /// {"worker", "items", "ok", "failed", "skipped", "reclaimed", "outages", "wall_s", "interrupted"}
