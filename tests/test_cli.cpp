@@ -176,7 +176,7 @@ TEST_CASE("pixflow --help lists the subcommands and --version prints the version
   CHECK(none.code == 2);
 }
 
-TEST_CASE("pixflow gallery writes a JSON report in listing order and summarises failures by reason",
+TEST_CASE("pixflow gallery writes a JSON report, items as they finish with their listing index, and summarises failures by reason",
           "[e2e][cli][server]") {
   TempDir dir;
   const fs::path out = dir / "out";
@@ -220,9 +220,13 @@ TEST_CASE("pixflow gallery writes a JSON report in listing order and summarises 
     }
     if (e.at("album").is_null()) plain_want.push_back(link);
   }
-  // Plain (non-album) items keep the listing order (album members are free within their album).
+  // Items are written as they finish; each has its place in the listing: sorted by it, plain
+  // (non-album) items are in listing order (album members are free within their album).
+  std::vector<nlohmann::json> by_index(items.begin(), items.end());
+  std::sort(by_index.begin(), by_index.end(), [](const auto& a, const auto& b) { return a.at("index") < b.at("index"); });
+  for (std::size_t i = 0; i < by_index.size(); ++i) CHECK(by_index[i].at("index") == i);
   std::set<std::string> plain(plain_want.begin(), plain_want.end());
-  for (const auto& item : items)
+  for (const auto& item : by_index)
     if (plain.count(item.at("url").get<std::string>()) != 0) plain_order.push_back(item.at("url").get<std::string>());
   CHECK(plain_order == plain_want);
 

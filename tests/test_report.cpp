@@ -2,6 +2,8 @@
 // whole (to_json) or streamed item by item (write_json).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <sstream>
 #include <string>
 
@@ -33,6 +35,10 @@ PipelineReport sample_report() {
   report.items.push_back(item("http://h/d.mp4", ItemStatus::skipped, "not an image (video/mp4)"));
   report.items.push_back(item("/in/\"quoted\"\n.jpg", ItemStatus::failed, "truncated jpeg"));
   report.items.back().is_path = true;
+  for (std::size_t i = 0; i < report.items.size(); ++i) {
+    report.items[i].index = i;
+    report.tally.add(report.items[i]);
+  }
   report.listing_errors.push_back({3, "listing page 3: http 500"});
   pixflow::NodeReport node;
   node.name = "download";
@@ -77,4 +83,31 @@ TEST_CASE("write_json streams the same document as to_json, one item per line", 
   std::ostringstream none;
   write_json(none, empty);
   CHECK(nlohmann::json::parse(none.str()) == to_json(empty));
+}
+
+TEST_CASE("ReportWriter writes items as they finish, then the figures: the same document, nothing held", "[report]") {
+  PipelineReport report = sample_report();
+  std::ostringstream out;
+  {
+    ReportWriter writer(out);
+    for (auto it = report.items.rbegin(); it != report.items.rend(); ++it) writer.item(*it);  // finish order
+    const std::vector<ItemReport> kept = std::move(report.items);
+    report.items.clear();  // a run that keeps nothing
+    writer.finish(report);
+    report.items = kept;
+  }
+  const auto written = nlohmann::json::parse(out.str());
+  auto items = written.at("items");
+  REQUIRE(items.size() == report.items.size());
+  CHECK(items.at(0).at("index") == report.items.size() - 1);
+  // Sorted by index, it is the report write_json writes from the kept items.
+  std::vector<nlohmann::json> sorted(items.begin(), items.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.at("index") < b.at("index"); });
+  auto expected = to_json(report);
+  CHECK(nlohmann::json(sorted) == expected.at("items"));
+  expected.erase("items");
+  auto rest = written;
+  rest.erase("items");
+  CHECK(rest == expected);
+  CHECK(rest.at("summary").at("total") == report.items.size());
 }

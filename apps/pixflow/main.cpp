@@ -93,7 +93,7 @@ std::string seconds(double s) {
 }
 
 void print_summary(const PipelineReport& report, const std::string& out) {
-  std::cerr << "pixflow: " << report.items.size() << " items: " << report.count(ItemStatus::ok) << " done, "
+  std::cerr << "pixflow: " << report.tally.total << " items: " << report.count(ItemStatus::ok) << " done, "
             << report.count(ItemStatus::failed) << " failed, " << report.count(ItemStatus::skipped) << " skipped in "
             << seconds(report.run.wall_s) << " → " << out << '\n';
   if (report.run.cancelled) std::cerr << "pixflow: stopped early: " << report.run.cancel_reason << '\n';
@@ -123,20 +123,39 @@ std::optional<std::string> report_path_problem(const std::string& file) {
   return std::nullopt;
 }
 
-int write_report(const PipelineReport& report, const std::string& file) {
-  if (file == "-") {
-    write_json(std::cout, report);
+/// Where `--report` goes: nowhere, stdout, or a file; the report is written item by item as the run
+/// goes (ReportWriter), so nothing of a finished item is held in memory.
+class ReportSink {
+ public:
+  explicit ReportSink(std::string file) : file_(std::move(file)) {}
+  void item(const ItemReport& item) {
+    if (open()) writer_->item(item);
+  }
+  /// Ends the report; exit_ok, or exit_items_failed when it could not be written.
+  int finish(const PipelineReport& report) {
+    if (!open()) return exit_ok;
+    writer_->finish(report);
+    if (file_ != "-" && !file_stream_) {
+      std::cerr << "pixflow: cannot write the report to " << file_ << '\n';
+      return exit_items_failed;
+    }
     return exit_ok;
   }
-  std::ofstream out(file);
-  write_json(out, report);
-  out.flush();
-  if (!out) {
-    std::cerr << "pixflow: cannot write the report to " << file << '\n';
-    return exit_items_failed;
+
+ private:
+  /// Opened with the first item (or at the end): a run that never starts leaves the file alone.
+  bool open() {
+    if (file_.empty()) return false;
+    if (!writer_) {
+      if (file_ != "-") file_stream_.open(file_);
+      writer_.emplace(file_ == "-" ? std::cout : file_stream_);
+    }
+    return true;
   }
-  return exit_ok;
-}
+  std::string file_;
+  std::ofstream file_stream_;
+  std::optional<ReportWriter> writer_;
+};
 
 /// The live line: done/failed/total, items per second, ETA, and items in flight per node.
 void print_progress(const Progress& p) {
@@ -163,6 +182,9 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
   options.trace_path = common.trace_file;
   const bool show_progress = !common.quiet && (common.progress || isatty(STDERR_FILENO) == 1);
   if (show_progress) options.on_progress = print_progress;
+  ReportSink report_sink(common.report_file);
+  options.keep_items = false;  // the report is written as items finish: memory flat in the input's length
+  options.on_item = [&report_sink](const ItemReport& item) { report_sink.item(item); };
   pixflow::install_interrupt_handler();
   PipelineReport report;
   try {
@@ -172,8 +194,7 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
     return exit_usage;
   }
   if (show_progress) std::cerr << "\r\033[K";
-  int code = exit_ok;
-  if (!common.report_file.empty()) code = write_report(report, common.report_file);
+  const int code = report_sink.finish(report);
   if (!common.quiet) print_summary(report, common.out);
   if (report.source_unusable()) {
     if (common.quiet)

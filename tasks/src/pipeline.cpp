@@ -82,26 +82,29 @@ struct Written {
 };
 
 /// Every item of the run with its status, and the mapping from graph keys to items. Items are kept
-/// (for the report, in input order: ids are given in input order) or, for a stream, forgotten once
-/// finished. Thread-safe; `on_item` is called under its lock, so one call at a time.
+/// (for the report, in input order: ids are given in input order) or forgotten once finished and
+/// passed to `on_item` (PipelineOptions::keep_items false, and streams): then the ledger holds only
+/// the items alive, whatever the size of the input. Thread-safe; `on_item` is called under its lock,
+/// so one call at a time.
 class Ledger {
  public:
   Ledger(std::function<void(const ItemReport&)> on_item, bool keep_finished)
       : on_item_(std::move(on_item)), keep_finished_(keep_finished) {}
 
-  /// Adds an item (in input order) and returns its id.
+  /// Adds an item (in input order) and returns its id, which is also its input index.
   std::size_t add(ItemReport item) {
     std::lock_guard lock(mutex_);
     const std::size_t id = next_id_++;
+    item.index = id;
     entries_.emplace(id, Entry{std::move(item), {}, std::nullopt});
-    ++counts_.listed;
+    ++listed_;
     return id;
   }
   /// Drops item `id` as if it had never been added (a stream push that was refused).
   void forget(std::size_t id) {
     std::lock_guard lock(mutex_);
     erase_locked(entries_.find(id));
-    --counts_.listed;
+    --listed_;
   }
   /// The files item `id` will have written once it is done (relative to OUT).
   void plan_outputs(std::size_t id, std::vector<std::string> outputs) {
@@ -122,7 +125,7 @@ class Ledger {
     item.stage = std::move(stage);
     item.reason = std::move(reason);
     item.outputs = std::move(outputs);
-    count_locked(status);
+    tally_.add(item);
     if (on_item_) on_item_(item);
     if (it->second.key) by_key_.erase(*it->second.key);
     it->second.key.reset();
@@ -137,12 +140,10 @@ class Ledger {
     std::lock_guard lock(mutex_);
     entries_.at(id).item.attempts = attempts;
   }
-  struct Counts {
-    std::size_t listed = 0, ok = 0, failed = 0, skipped = 0;
-  };
-  Counts counts() {
+  /// Items known so far (listed), and the counts of those finished.
+  std::pair<std::size_t, ItemTally> counts() {
     std::lock_guard lock(mutex_);
-    return counts_;
+    return {listed_, tally_};
   }
   /// Returns false when `key` is not an item (a listing page).
   bool fail(const pixflow::ItemKey& key, const std::string& stage, const std::string& reason) {
@@ -173,7 +174,7 @@ class Ledger {
           e.item.status = ItemStatus::failed;
           e.item.reason = unfinished_reason;
         }
-        count_locked(e.item.status);
+        tally_.add(e.item);
         if (on_item_) on_item_(e.item);
       }
       if (keep_finished_) items.push_back(std::move(e.item));
@@ -182,6 +183,11 @@ class Ledger {
     by_key_.clear();
     return items;
   }
+  /// The counts of every item finished (after take(): of every item).
+  ItemTally tally() {
+    std::lock_guard lock(mutex_);
+    return tally_;
+  }
 
  private:
   struct Entry {
@@ -189,11 +195,6 @@ class Ledger {
     std::vector<std::string> planned;   // outputs, once planned, until finished
     std::optional<pixflow::ItemKey> key;  // its graph key, while it is in the graph
   };
-  void count_locked(ItemStatus status) {
-    if (status == ItemStatus::ok) ++counts_.ok;
-    if (status == ItemStatus::failed) ++counts_.failed;
-    if (status == ItemStatus::skipped) ++counts_.skipped;
-  }
   void erase_locked(std::map<std::size_t, Entry>::iterator it) {
     if (it == entries_.end()) return;
     if (it->second.key) by_key_.erase(*it->second.key);
@@ -203,7 +204,8 @@ class Ledger {
   std::map<std::size_t, Entry> entries_;  // by id: input order
   std::size_t next_id_ = 0;
   std::map<pixflow::ItemKey, std::size_t> by_key_;
-  Counts counts_;
+  std::size_t listed_ = 0;
+  ItemTally tally_;
   std::function<void(const ItemReport&)> on_item_;
   const bool keep_finished_;
 };
@@ -258,10 +260,12 @@ class PipelineRun {
     PipelineReport report;
     report.run = graph_.run();
     if (producer_.joinable()) producer_.join();
+    if (report_unplanned_) report_unplanned_();
     // The run's wall time counts the planning before the graph started, too.
     report.run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     report.items = ledger_.take(report.run.cancelled ? report.run.cancel_reason : "not processed",
                                 [this](const std::vector<std::string>& outputs) { return written_by_this_run(outputs); });
+    report.tally = ledger_.tally();
     {
       std::lock_guard lock(listing_mutex_);
       std::sort(listing_errors_.begin(), listing_errors_.end(), [](const auto& a, const auto& b) { return a.page < b.page; });
@@ -293,8 +297,8 @@ class PipelineRun {
     if (options_.on_progress) {
       g.progress_interval_s = options_.progress_interval_s;
       g.on_progress = [this, started = std::chrono::steady_clock::now()](const std::vector<pixflow::NodeReport>& nodes) {
-        const auto c = ledger_.counts();
-        options_.on_progress(Progress{c.listed, c.ok, c.failed, c.skipped, listing_done_.load(),
+        const auto [listed, c] = ledger_.counts();
+        options_.on_progress(Progress{listed, c.ok, c.failed, c.skipped, listing_done_.load(),
                                       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
                                       nodes});
       };
@@ -322,33 +326,6 @@ class PipelineRun {
   /// Every file of `outputs` stands complete in OUT (output_complete: a regular file, never opened).
   bool all_complete(const std::vector<std::string>& outputs) const {
     return std::all_of(outputs.begin(), outputs.end(), [this](const std::string& name) { return output_complete(options_.out, name); });
-  }
-
-  /// Why the run must stop before its graph starts (while planning a long list): the same requests the
-  /// graph watches once it runs. Checked every few thousand items, so a stop is honoured in well under
-  /// a second at any size.
-  [[nodiscard]] std::optional<std::string> stop_requested_while_planning() const {
-    if (options_.stop.stop_requested()) return "cancelled";
-    if (options_.stop_on_interrupt && pixflow::interrupt_requested()) return "interrupted";
-    return std::nullopt;
-  }
-
-  /// Plans the items of a list source in input order, `plan_one(n)` each; a stop request ends the
-  /// planning, cancels the run before it starts, and leaves the unplanned items in the report as
-  /// not processed (they fail with the stop's reason).
-  template <typename PlanOne, typename Describe>
-  void plan_all(std::size_t count, PlanOne plan_one, Describe describe) {
-    constexpr std::size_t check_every = 4096;
-    for (std::size_t n = 0; n < count; ++n) {
-      if (n % check_every == 0) {
-        if (auto reason = stop_requested_while_planning()) {
-          for (std::size_t rest = n; rest < count; ++rest) ledger_.add(describe(rest));
-          graph_.cancel(*reason);
-          return;
-        }
-      }
-      plan_one(n);
-    }
   }
 
   void note_listing_error(int page, std::string reason) {
@@ -387,27 +364,37 @@ class PipelineRun {
 
   // --- sources ---------------------------------------------------------------------------------
 
-  /// Every item of a list source is registered (and its outputs planned) before the run, so an item
-  /// the run never reaches (a timeout, Ctrl-C) is still in the report. The source then hands out the
-  /// jobs; the engine numbers what it emits 0, 1, 2..., which binds each job's key.
-  static auto job_source(std::shared_ptr<std::vector<Job>> jobs, Ledger& ledger) {
-    return [jobs, &ledger, next = std::size_t{0}]() mutable -> std::optional<Job> {
-      if (next >= jobs->size()) return std::nullopt;
-      const std::uint64_t seq = next;
-      Job& job = (*jobs)[next++];
-      ledger.bind(pixflow::ItemKey{seq}, job.id);
-      return std::move(job);
+  /// The items of a list source (a URL list, a folder's entries), planned one by one as the graph
+  /// asks for them: only the items alive are in memory, whatever the length of the list. `take(n)`
+  /// plans entry n and returns its job, or nothing when the entry is reported at once (skipped). The
+  /// engine numbers what the source emits 0, 1, 2..., which binds each job's key. Entries the run
+  /// never reached (a timeout, Ctrl-C) are added when it ends, so the report still has every one.
+  template <class Take, class Describe>
+  auto list_source(std::size_t count, Take take, Describe describe) {
+    auto next = std::make_shared<std::size_t>(0);
+    report_unplanned_ = [this, next, count, describe] {
+      for (; *next < count; ++*next) ledger_.add(describe(*next));
     };
+    return graph_.source("source", [this, next, count, take, emitted = std::uint64_t{0}]() mutable -> std::optional<Job> {
+      while (*next < count) {
+        std::optional<Job> job = take((*next)++);
+        if (!job) continue;
+        ledger_.bind(pixflow::ItemKey{emitted++}, job->id);
+        return job;
+      }
+      return std::nullopt;
+    });
   }
 
   void build(const UrlListSource& source) {
     start_http();
     listing_done_.store(true);
-    auto jobs = std::make_shared<std::vector<Job>>();
-    plan_all(
-        source.urls.size(), [&](std::size_t n) { jobs->push_back(plan(source.urls[n], false, name_from_url(source.urls[n]))); },
-        [&](std::size_t n) { return input_item(source.urls[n], false); });
-    fetch_and_thumbnail(graph_.source("source", job_source(jobs, ledger_)).limit(), &PipelineRun::downloads);
+    const auto& urls = source.urls;
+    fetch_and_thumbnail(list_source(
+                            urls.size(), [this, &urls](std::size_t n) { return std::optional(plan(urls[n], false, name_from_url(urls[n]))); },
+                            [&urls](std::size_t n) { return input_item(urls[n], false); })
+                            .limit(),
+                        &PipelineRun::downloads);
   }
 
   void build(const GallerySource& source) {
@@ -436,25 +423,21 @@ class PipelineRun {
     listing_done_.store(true);
     // Every entry of the folder is in the report: the files it takes, and the others skipped with why
     // (not an image, not a regular file, pixflow's own outputs when OUT is that folder).
-    auto entries = shape_only_ ? decltype(scan_image_folder(source.dir))(std::vector<FolderEntry>{})
+    auto scanned = shape_only_ ? decltype(scan_image_folder(source.dir))(std::vector<FolderEntry>{})
                                : scan_image_folder(source.dir, options_.out);
-    if (!entries) {
-      note_listing_error(0, entries.error().reason);
+    if (!scanned) {
+      note_listing_error(0, scanned.error().reason);
       return;
     }
-    auto jobs = std::make_shared<std::vector<Job>>();
-    plan_all(
-        entries->size(),
-        [&](std::size_t n) {
-          const FolderEntry& entry = (*entries)[n];
-          if (!entry.skip_reason.empty()) {
-            ledger_.finish(ledger_.add(input_item(entry.path.string(), true)), ItemStatus::skipped, "list", entry.skip_reason);
-            return;
-          }
-          jobs->push_back(plan(entry.path.string(), true, sanitize_name(entry.path.filename().string())));
-        },
-        [&](std::size_t n) { return input_item((*entries)[n].path.string(), true); });
-    fetch_and_thumbnail(graph_.source("source", job_source(jobs, ledger_)).limit(), &PipelineRun::read_files);
+    auto entries = std::make_shared<std::vector<FolderEntry>>(std::move(scanned).value());
+    const auto take = [this, entries](std::size_t n) -> std::optional<Job> {
+      const FolderEntry& entry = (*entries)[n];
+      if (entry.skip_reason.empty()) return plan(entry.path.string(), true, sanitize_name(entry.path.filename().string()));
+      ledger_.finish(ledger_.add(input_item(entry.path.string(), true)), ItemStatus::skipped, "list", entry.skip_reason);
+      return std::nullopt;
+    };
+    const auto describe = [entries](std::size_t n) { return input_item((*entries)[n].path.string(), true); };
+    fetch_and_thumbnail(list_source(entries->size(), take, describe).limit(), &PipelineRun::read_files);
   }
 
   void build(const StreamSource& source) {
@@ -667,6 +650,7 @@ class PipelineRun {
   std::vector<ListingError> listing_errors_;
   bool shape_only_ = false;                 // dot(): the graph is built, never run
   std::exception_ptr producer_error_;
+  std::function<void()> report_unplanned_;  // list sources: adds the entries the run never reached
   std::jthread producer_;                   // stream: runs StreamSource::produce; joined after the graph is gone
   pixflow::Graph graph_;
   std::unique_ptr<GalleryLister> lister_;   // before http_: outlives the callbacks http_ completes
@@ -710,7 +694,7 @@ PipelineReport run_pipeline(const Source& source, const PipelineOptions& options
   // TBB owns the cores: OpenCV must not start threads of its own inside a node.
   cv::setNumThreads(1);
   // A stream's items are not kept once finished (a worker runs for days): on_item has them.
-  PipelineRun run(options, !std::holds_alternative<StreamSource>(source));
+  PipelineRun run(options, options.keep_items && !std::holds_alternative<StreamSource>(source));
   return run.run(source);
 }
 

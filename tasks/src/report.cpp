@@ -15,22 +15,34 @@ std::string_view name_of(ItemStatus status) {
   return "pending";
 }
 
+void ItemTally::add(const ItemReport& item) {
+  ++total;
+  if (item.status == ItemStatus::ok) ++ok;
+  if (item.status == ItemStatus::skipped) ++skipped;
+  if (item.status == ItemStatus::failed) {
+    ++failed;
+    ++failures[item.reason];
+  }
+}
+
 std::size_t PipelineReport::count(ItemStatus status) const {
-  return static_cast<std::size_t>(
-      std::count_if(items.begin(), items.end(), [status](const ItemReport& i) { return i.status == status; }));
+  switch (status) {
+    case ItemStatus::ok: return tally.ok;
+    case ItemStatus::failed: return tally.failed;
+    case ItemStatus::skipped: return tally.skipped;
+    case ItemStatus::pending: break;
+  }
+  return tally.total - tally.ok - tally.failed - tally.skipped;
 }
 
 std::vector<std::pair<std::string, std::size_t>> PipelineReport::failures_by_reason() const {
-  std::map<std::string, std::size_t> counts;
-  for (const auto& item : items)
-    if (item.status == ItemStatus::failed) ++counts[item.reason];
-  std::vector<std::pair<std::string, std::size_t>> sorted(counts.begin(), counts.end());
+  std::vector<std::pair<std::string, std::size_t>> sorted(tally.failures.begin(), tally.failures.end());
   std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   return sorted;
 }
 
 bool PipelineReport::source_unusable() const {
-  return !listing_errors.empty() && items.empty();
+  return !listing_errors.empty() && tally.total == 0;
 }
 
 namespace {
@@ -44,6 +56,7 @@ nlohmann::json item_json(const ItemReport& item) {
   if (!item.detail.empty()) entry["detail"] = item.detail;
   entry["outputs"] = item.outputs;
   if (item.attempts > 0) entry["attempts"] = item.attempts;
+  entry["index"] = item.index;
   return entry;
 }
 
@@ -73,7 +86,7 @@ nlohmann::json run_json(const PipelineReport& report) {
       {"nodes", std::move(nodes)},
       {"wall_s", report.run.wall_s},
       {"summary",
-       {{"total", report.items.size()},
+       {{"total", report.tally.total},
         {"ok", report.count(ItemStatus::ok)},
         {"failed", report.count(ItemStatus::failed)},
         {"skipped", report.count(ItemStatus::skipped)},
@@ -96,21 +109,28 @@ nlohmann::json to_json(const PipelineReport& report) {
 }
 
 void write_json(std::ostream& out, const PipelineReport& report) {
-  // One item at a time, one per line: a million-item report is never held as one JSON tree.
-  out << "{\n  \"items\": [";
-  const char* separator = "\n    ";
-  for (const auto& item : report.items) {
-    out << separator << item_json(item).dump();
-    separator = ",\n    ";
-  }
-  out << (report.items.empty() ? "]" : "\n  ]");
+  ReportWriter writer(out);
+  for (const auto& item : report.items) writer.item(item);
+  writer.finish(report);
+}
+
+ReportWriter::ReportWriter(std::ostream& out) : out_(out) { out_ << "{\n  \"items\": ["; }
+
+void ReportWriter::item(const ItemReport& item) {
+  out_ << (first_ ? "\n    " : ",\n    ") << item_json(item).dump();
+  first_ = false;
+}
+
+void ReportWriter::finish(const PipelineReport& report) {
+  out_ << (first_ ? "]" : "\n  ]");
   const nlohmann::json rest = run_json(report);
   for (const auto& [key, value] : rest.items()) {
     std::string text = value.dump(2);
     for (std::size_t at = text.find('\n'); at != std::string::npos; at = text.find('\n', at + 3)) text.replace(at, 1, "\n  ");
-    out << ",\n  " << nlohmann::json(key).dump() << ": " << text;
+    out_ << ",\n  " << nlohmann::json(key).dump() << ": " << text;
   }
-  out << "\n}\n";
+  out_ << "\n}\n";
+  out_.flush();
 }
 
 }  // namespace pixflow::tasks

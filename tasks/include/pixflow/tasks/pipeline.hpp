@@ -151,6 +151,10 @@ struct PipelineOptions {
   std::vector<CustomStage> stages; ///< run in order between thumbnail and encode
   /// Called once per item when it is finished (ok, failed or skipped), from any thread, one call at a time.
   std::function<void(const ItemReport&)> on_item;
+  /// Keep every item's report for PipelineReport::items (input order). False: items are only passed
+  /// to `on_item` as they finish (with ReportWriter, the report is written as the run goes), and the
+  /// run's memory does not grow with the length of the input (PipelineReport::tally still counts them).
+  bool keep_items = true;
   /// Called about every `progress_interval_s` during the run, from a watchdog thread.
   std::function<void(const Progress&)> on_progress;
   double progress_interval_s = 0.5;
