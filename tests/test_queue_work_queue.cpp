@@ -2,9 +2,15 @@
 // (tests/fixtures/redis).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <pixflow/queue/work_queue.hpp>
@@ -99,4 +105,43 @@ TEST_CASE("a bad queue name, an unreachable Redis and a refused login are errors
                                   dir);
   CHECK(bad_config.code == 2);
   CHECK(bad_config.err.find("/redis/batch_size") != std::string::npos);
+}
+
+TEST_CASE("enqueue queues a gallery largest first, each image once, non-images as skipped", "[queue][redis][server]") {
+  pixflow::test::TempDir dir;
+  const std::string url = redis_url();
+  const std::string queue = fresh_queue("gallery");
+  const auto enqueued = run_cli({"enqueue", "--redis", url, "--queue", queue, "gallery", "--api", pixflow::test::server_url(),
+                                 "--client-id", "x", "--pages", "0"},
+                                dir);
+  INFO(enqueued.err);
+  REQUIRE(enqueued.code == 0);
+  // The fixture's own account of its gallery: every link with its listed size and what becomes of it.
+  const json expected = json::parse(read_text(pixflow::test::fixture_dir("nginx") / "expected.json"));
+  std::map<std::string, std::uint64_t> size_of;
+  std::size_t skipped = 0;
+  for (const auto& item : expected["items"]) {
+    if (item["outcome"] == "ok" || item["outcome"] == "failed") size_of[item["link"]] = item["size"];
+    if (item["outcome"] == "skipped") ++skipped;
+  }
+  CHECK(enqueued.out.find("queued " + std::to_string(size_of.size()) + " items") != std::string::npos);
+
+  // The stream, in order: id, "url", URL, "index", N for each entry.
+  const std::string stream_file = (dir / "stream").string();
+  REQUIRE(std::system(("redis-cli -u " + url + " --raw XRANGE pixflow:" + queue + ":items - + >" + stream_file).c_str()) == 0);
+  std::istringstream lines(read_text(stream_file));
+  std::vector<std::uint64_t> sizes;
+  for (std::string line, previous; std::getline(lines, line); previous = line)
+    if (previous == "url") {
+      INFO(line);
+      REQUIRE(size_of.count(line) == 1);
+      sizes.push_back(size_of[line]);
+    }
+  CHECK(sizes.size() == size_of.size());
+  CHECK(std::is_sorted(sizes.rbegin(), sizes.rend()));  // largest first
+
+  WorkQueue watch(fixture_address(), queue);
+  const QueueStatus s = watch.status();
+  CHECK(s.skipped == skipped);
+  CHECK(s.total == size_of.size() + skipped);
 }

@@ -79,6 +79,10 @@ int run_enqueue(const QueueCommandState& state, const RedisAddress& address, con
     HttpClient http(http_options(config.pipeline));
     const std::size_t window = config.pipeline.fetch_concurrency.is_unlimited() ? 16 : config.pipeline.fetch_concurrency.limit();
     GalleryListing listing = list_gallery(http, state.query, window, [] { return pixflow::interrupt_requested(); });
+    // Queued largest first by their listed size, as a local run starts a page's downloads: workers take
+    // items in queue order, and a large file taken last would make the queue's tail.
+    std::stable_sort(listing.images.begin(), listing.images.end(),
+                     [](const ListedImage& a, const ListedImage& b) { return a.size > b.size; });
     for (auto& image : listing.images) {
       if (image.skip_reason.empty()) {
         urls.push_back(std::move(image.link));
