@@ -475,3 +475,47 @@ TEST_CASE("parse_config names a 100,000-level value without recursing", "[config
   CHECK_THROWS_WITH(parse_config(json::parse(R"({"threads":[[1,{"a":[]}],{}]})")),
                     R"(/threads: expected an integer >= 0, got [[1,{"a":[]}],{}])");
 }
+
+TEST_CASE("thumbnail.mode and thumbnail.keep_metadata: parsed, checked, dumped, overridden by --mode", "[config]") {
+  using pixflow::tasks::ThumbnailMode;
+  const PipelineConfig defaults = parse_config(json::object());
+  CHECK(defaults.thumbnail.mode == ThumbnailMode::fit);
+  CHECK_FALSE(defaults.thumbnail.keep_metadata);
+  const PipelineConfig c = parse_config(json::parse(R"({"nodes":{"thumbnail":{"mode":"fill","keep_metadata":true}}})"));
+  CHECK(c.thumbnail.mode == ThumbnailMode::fill);
+  CHECK(c.thumbnail.keep_metadata);
+  const json dumped = to_json(c);
+  CHECK(dumped.at("/nodes/thumbnail/mode"_json_pointer) == "fill");
+  CHECK(dumped.at("/nodes/thumbnail/keep_metadata"_json_pointer) == true);
+  CHECK(parse_config(dumped) == c);
+  CHECK(to_json(defaults).at("/nodes/thumbnail/mode"_json_pointer) == "fit");
+
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"nodes":{"thumbnail":{"mode":"crop"}}})", "/nodes/thumbnail/mode: expected one of \"fit\", \"fill\", got \"crop\""},
+      {R"({"nodes":{"thumbnail":{"mode":1}}})", "/nodes/thumbnail/mode: expected one of \"fit\", \"fill\", got 1"},
+      {R"({"nodes":{"thumbnail":{"keep_metadata":"yes"}}})", "/nodes/thumbnail/keep_metadata: expected true or false, got \"yes\""},
+      {R"({"nodes":{"thumbnail":{"keep_metadata":1}}})", "/nodes/thumbnail/keep_metadata: expected true or false, got 1"},
+  };
+  for (const auto& [text, message] : bad) {
+    INFO(text);
+    try {
+      (void)parse_config(json::parse(text));
+      FAIL("no error");
+    } catch (const ConfigError& e) {
+      CHECK(std::string(e.what()) == message);
+    }
+  }
+
+  pixflow::tasks::ConfigOverrides overrides;
+  overrides.mode = "fill";
+  CHECK(apply_overrides(defaults, overrides).thumbnail.mode == ThumbnailMode::fill);
+  overrides.mode = "fit";
+  CHECK(apply_overrides(c, overrides).thumbnail.mode == ThumbnailMode::fit);
+  overrides.mode = "cover";
+  try {
+    (void)apply_overrides(defaults, overrides);
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK(std::string(e.what()) == "--mode: expected fit|fill, got \"cover\"");
+  }
+}

@@ -1,13 +1,18 @@
-// thumbnail.hpp: fitting, resizing (alpha kept, never upscaled), encoding round trips, output formats.
+// thumbnail.hpp: fitting and filling, resizing (alpha kept, never upscaled), encoding round trips (no
+// metadata unless asked), output formats.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
+#include <string_view>
 #include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 
+#include "pixflow/tasks/colour.hpp"
 #include "pixflow/tasks/decode.hpp"
 #include "pixflow/tasks/thumbnail.hpp"
 #include "support.hpp"
@@ -166,4 +171,123 @@ TEST_CASE("output_format resolves `same` to a format every browser shows", "[thu
   CHECK(output_format(ImageFormat::tiff, ImageFormat::same) == ImageFormat::png);
   CHECK(output_format(ImageFormat::png, ImageFormat::jpeg) == ImageFormat::jpeg);
   CHECK(output_format(ImageFormat::jpeg, ImageFormat::webp) == ImageFormat::webp);
+}
+
+TEST_CASE("cover_size scales to cover the box, never up", "[thumbnail]") {
+  const Size box{128, 128};
+  CHECK(cover_size(Size{1600, 1000}, box) == Size{205, 128});  // 204.8 rounds to 205
+  CHECK(cover_size(Size{800, 1200}, box) == Size{128, 192});
+  CHECK(cover_size(Size{500, 500}, box) == Size{128, 128});
+  CHECK(cover_size(Size{128, 128}, box) == Size{128, 128});
+  CHECK(cover_size(Size{200, 100}, box) == Size{200, 100});    // does not cover: kept, not upscaled
+  CHECK(cover_size(Size{10000, 130}, box) == Size{9846, 128});
+  CHECK(cover_size(Size{1024, 640}, Size{200, 100}) == Size{200, 125});
+  CHECK_THROWS_AS(cover_size(Size{0, 10}, box), std::invalid_argument);
+}
+
+TEST_CASE("reduce_factor_for keeps twice the fitted thumbnail (fit) or twice the box's cover (fill)", "[thumbnail][decode]") {
+  CHECK(reduce_factor_for(Size{1600, 1000}, Size{128, 128}) == 4);
+  CHECK(reduce_factor_for(Size{1600, 1000}, Size{128, 128}, ThumbnailMode::fill) == 2);
+  CHECK(reduce_factor_for(Size{4000, 3000}, Size{128, 128}, ThumbnailMode::fill) == 8);
+  CHECK(reduce_factor_for(Size{200, 100}, Size{128, 128}, ThumbnailMode::fill) == 1);
+  // Every photo decoded for fill keeps at least twice the box's cover when it can.
+  for (const auto& name : photos) {
+    const auto image = decode_image(read_bytes(photo(name)), Size{128, 128}, {}, ThumbnailMode::fill);
+    REQUIRE(image.has_value());
+    const Size cover = cover_size(image->source_size, Size{128, 128});
+    INFO(name << ": decoded " << image->pixels.cols << "x" << image->pixels.rows << " at 1/" << image->reduce_factor);
+    if (image->reduce_factor > 1) {
+      CHECK(image->pixels.cols >= 2 * cover.width);
+      CHECK(image->pixels.rows >= 2 * cover.height);
+    }
+  }
+}
+
+TEST_CASE("make_thumbnail in fill mode gives exactly the box, cropped around the centre", "[thumbnail]") {
+  for (const Size box : {Size{128, 128}, Size{200, 100}, Size{90, 160}}) {
+    for (const auto& name : photos) {
+      INFO(name << " into " << to_string(box));
+      const auto image = decode_image(read_bytes(photo(name)), box, {}, ThumbnailMode::fill);
+      REQUIRE(image.has_value());
+      const cv::Mat thumb = make_thumbnail(*image, box, ThumbnailMode::fill);
+      CHECK(thumb.channels() == image->pixels.channels());
+      const Size source{image->pixels.cols, image->pixels.rows};
+      if (source.width >= box.width && source.height >= box.height) {
+        CHECK(thumb.cols == box.width);
+        CHECK(thumb.rows == box.height);
+      } else {  // tiny.jpg (96x60): the centre at the box's aspect, not upscaled
+        CHECK(thumb.cols <= source.width);
+        CHECK(thumb.rows <= source.height);
+        CHECK(std::abs(thumb.cols * box.height - thumb.rows * box.width) <= std::max(box.width, box.height));
+      }
+    }
+  }
+
+  // Three vertical bands, blue | green | red: a square fill keeps the middle one, whole.
+  cv::Mat bands(100, 300, CV_8UC3, cv::Scalar(255, 0, 0));
+  bands(cv::Rect(100, 0, 100, 100)).setTo(cv::Scalar(0, 255, 0));
+  bands(cv::Rect(200, 0, 100, 100)).setTo(cv::Scalar(0, 0, 255));
+  const cv::Mat square = make_thumbnail(bands, Size{50, 50}, ThumbnailMode::fill);
+  REQUIRE(square.size() == cv::Size(50, 50));
+  CHECK(cv::norm(square, cv::Mat(50, 50, CV_8UC3, cv::Scalar(0, 255, 0)), cv::NORM_INF) <= 1.0);
+  // Wider than the box in one axis only (300x100 into 128x128): not upscaled, the centre 100x100.
+  const cv::Mat centre = make_thumbnail(bands, Size{128, 128}, ThumbnailMode::fill);
+  REQUIRE(centre.size() == cv::Size(100, 100));
+  CHECK(cv::norm(centre, cv::Mat(100, 100, CV_8UC3, cv::Scalar(0, 255, 0)), cv::NORM_INF) == 0.0);
+  // Alpha is kept in fill mode too.
+  const DecodedImage ladybird = decoded("ladybird-alpha.png", Size{64, 64});
+  const cv::Mat cut = make_thumbnail(ladybird.pixels, Size{64, 32}, ThumbnailMode::fill);
+  REQUIRE(cut.type() == CV_8UC4);
+  CHECK(cut.size() == cv::Size(64, 32));
+}
+
+TEST_CASE("A 16-bit PNG keeps its look: the same thumbnail as its 8-bit original", "[thumbnail]") {
+  const cv::Mat garden = cv::imread(photo("garden.png").string(), cv::IMREAD_UNCHANGED);
+  REQUIRE(garden.type() == CV_8UC3);
+  cv::Mat deep;
+  garden.convertTo(deep, CV_16U, 257.0);
+  std::vector<std::uint8_t> png16;
+  REQUIRE(cv::imencode(".png", deep, png16));
+  const DecodedImage from16 = [&] {
+    auto image = decode_image(png16, Size{128, 128});
+    REQUIRE(image.has_value());
+    return std::move(image).value();
+  }();
+  const DecodedImage from8 = decoded("garden.png", Size{128, 128});
+  for (const ThumbnailMode mode : {ThumbnailMode::fit, ThumbnailMode::fill}) {
+    const cv::Mat a = make_thumbnail(from16, Size{128, 128}, mode);
+    const cv::Mat b = make_thumbnail(from8, Size{128, 128}, mode);
+    REQUIRE(a.size() == b.size());
+    CHECK(cv::norm(a, b, cv::NORM_INF) <= 1.0);
+  }
+}
+
+TEST_CASE("Thumbnails carry no metadata unless asked; asked, the sRGB profile", "[thumbnail]") {
+  // storm-rotated.jpg has EXIF (orientation 6): none of it reaches the thumbnail.
+  const DecodedImage storm = decoded("storm-rotated.jpg", Size{128, 128});
+  const cv::Mat thumb = make_thumbnail(storm, Size{128, 128});
+  const auto contains = [](const std::vector<std::uint8_t>& bytes, std::string_view what) {
+    return std::search(bytes.begin(), bytes.end(), what.begin(), what.end()) != bytes.end();
+  };
+  for (const ImageFormat format : {ImageFormat::jpeg, ImageFormat::png, ImageFormat::webp}) {
+    INFO(name_of(format));
+    const auto plain = encode_image(thumb, format);
+    REQUIRE(plain.has_value());
+    for (const char* marker : {"Exif", "ICC_PROFILE", "iCCP", "eXIf", "ICCP", "EXIF", "XMP", "http://ns.adobe.com"})
+      CHECK_FALSE(contains(*plain, marker));
+    const auto back = decode_image(*plain, Size{128, 128});
+    REQUIRE(back.has_value());
+    CHECK(back->icc_profile.empty());
+    CHECK(back->source_size == Size{thumb.cols, thumb.rows});  // upright, no orientation left to apply
+
+    const auto tagged = encode_image(thumb, format, EncodeOptions{.embed_srgb_profile = true});
+    REQUIRE(tagged.has_value());
+    const auto tagged_back = decode_image(*tagged, Size{128, 128});
+    REQUIRE(tagged_back.has_value());
+    const auto srgb = srgb_icc_profile();
+    CHECK(tagged_back->icc_profile == std::vector<std::uint8_t>(srgb.begin(), srgb.end()));
+    CHECK_FALSE(contains(*tagged, "Exif"));
+    // The profile changes nothing: it is the pixels' own colour space.
+    CHECK(cv::norm(make_thumbnail(*tagged_back, Size{128, 128}), back->pixels, cv::NORM_INF) <= 1.0);
+  }
 }

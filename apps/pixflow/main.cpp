@@ -10,6 +10,7 @@
 //                   ├─ original in OUT ──▶ read original (io, disk pool) ─┐
 //                   └─ fetch ────────────▶ download (io; thumbs: read) ───┴─▶ fetched (merge)
 //   ─▶ decode ─▶ thumbnail ─▶ encode ─▶ write (io, disk pool) ─▶ record (into the report)
+// (`--index` writes OUT/index.html from the report once the run has ended: index_page.hpp.)
 // (`--dump-graph` prints the graph as built, in DOT; `--trace FILE` records a run for chrome://tracing.)
 //
 // Parses the command line and the config, runs pixflow::tasks::run_pipeline, prints a summary and
@@ -33,6 +34,7 @@
 #include <pixflow/engine/cancel.hpp>
 #include <pixflow/tasks/allocator.hpp>
 #include <pixflow/tasks/config.hpp>
+#include <pixflow/tasks/index_page.hpp>
 #include <pixflow/tasks/pipeline.hpp>
 #include <pixflow/tasks/sources.hpp>
 
@@ -52,6 +54,7 @@ struct CommonOptions {
   std::string out;
   std::vector<std::string> sizes;
   std::string format;
+  std::string mode;
   std::string config_file;
   std::string report_file;
   std::optional<std::size_t> threads;
@@ -61,12 +64,14 @@ struct CommonOptions {
   bool dump_config = false;
   std::string trace_file;
   bool dump_graph = false;
+  bool index = false;
 };
 
 void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--out,-o", common.out, "Output folder, created if missing (required)");
   cmd.add_option("--size", common.sizes, "Thumbnail box WxH, repeatable (default 128x128)")->take_all();
   cmd.add_option("--format", common.format, "Thumbnail format: same|jpg|png|webp (default same)");
+  cmd.add_option("--mode", common.mode, "Thumbnail mode: fit (inside the box) | fill (exactly the box, centre crop); default fit");
   cmd.add_option("--config", common.config_file, "Tuning config (JSON); options given here override it");
   cmd.add_option("--report", common.report_file, "Write the JSON report to FILE ('-' for stdout)");
   cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)")
@@ -78,12 +83,14 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--trace", common.trace_file,
                  "Write a Chrome-trace JSON of the run to FILE (chrome://tracing, ui.perfetto.dev)");
   cmd.add_flag("--dump-graph", common.dump_graph, "Print the task graph as Graphviz DOT and exit");
+  cmd.add_flag("--index", common.index,
+               "After the run, write OUT/index.html: the thumbnails linked to their originals, failures with reasons");
 }
 
 /// The config file merged with the command-line overrides. Throws ConfigError naming what is wrong.
 PipelineConfig effective_config(const CommonOptions& common) {
   PipelineConfig config = common.config_file.empty() ? PipelineConfig{} : load_config(common.config_file);
-  return apply_overrides(std::move(config), ConfigOverrides{common.sizes, common.format, common.threads});
+  return apply_overrides(std::move(config), ConfigOverrides{common.sizes, common.format, common.threads, common.mode});
 }
 
 std::string seconds(double s) {
@@ -183,7 +190,9 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
   const bool show_progress = !common.quiet && (common.progress || isatty(STDERR_FILENO) == 1);
   if (show_progress) options.on_progress = print_progress;
   ReportSink report_sink(common.report_file);
-  options.keep_items = false;  // the report is written as items finish: memory flat in the input's length
+  // The report is written as items finish: memory flat in the input's length. The index page lists
+  // every item in input order, so --index keeps them.
+  options.keep_items = common.index;
   options.on_item = [&report_sink](const ItemReport& item) { report_sink.item(item); };
   pixflow::install_interrupt_handler();
   PipelineReport report;
@@ -194,7 +203,15 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
     return exit_usage;
   }
   if (show_progress) std::cerr << "\r\033[K";
-  const int code = report_sink.finish(report);
+  int code = report_sink.finish(report);
+  if (common.index) {
+    auto page = write_index_page(common.out, report.items, IndexPageOptions{.originals_saved = save_originals});
+    if (!page) {
+      std::cerr << "pixflow: --index: " << page.error().reason
+                << (page.error().detail.empty() ? "" : " (" + page.error().detail + ")") << '\n';
+      code = exit_items_failed;
+    }
+  }
   if (!common.quiet) print_summary(report, common.out);
   if (report.source_unusable()) {
     if (common.quiet)

@@ -150,6 +150,19 @@ ImageFormat read_format(const json& value, const pointer& at) {
   return *format;
 }
 
+ThumbnailMode read_mode(const json& value, const pointer& at) {
+  const std::string expected = "one of \"fit\", \"fill\"";
+  if (!value.is_string()) fail_got(at, expected, value);
+  const auto mode = parse_mode(value.get_ref<const std::string&>());
+  if (!mode) fail_got(at, expected, value);
+  return *mode;
+}
+
+bool read_bool(const json& value, const pointer& at) {
+  if (!value.is_boolean()) fail_got(at, "true or false", value);
+  return value.get<bool>();
+}
+
 /// One key of an object and what to do with its value.
 struct Field {
   std::string_view key;
@@ -193,6 +206,8 @@ void read_thumbnail(const json& value, const pointer& at, ThumbnailConfig& out) 
     {"concurrency", [&](const json& v, const pointer& p) { out.concurrency = read_concurrency(v, p); }},
     {"sizes", [&](const json& v, const pointer& p) { out.sizes = read_sizes(v, p); }},
     {"format", [&](const json& v, const pointer& p) { out.format = read_format(v, p); }},
+    {"mode", [&](const json& v, const pointer& p) { out.mode = read_mode(v, p); }},
+    {"keep_metadata", [&](const json& v, const pointer& p) { out.keep_metadata = read_bool(v, p); }},
     {"jpeg_quality", [&](const json& v, const pointer& p) { out.jpeg_quality = read_int(v, p, 1, 100); }},
     {"webp_quality", [&](const json& v, const pointer& p) { out.webp_quality = read_int(v, p, 1, 100); }},
     {"png_compression", [&](const json& v, const pointer& p) { out.png_compression = read_int(v, p, 0, 9); }},
@@ -265,6 +280,11 @@ PipelineConfig apply_overrides(PipelineConfig config, const ConfigOverrides& ove
     config.thumbnail.format = *format;
   }
   if (overrides.threads) config.threads = *overrides.threads;
+  if (!overrides.mode.empty()) {
+    auto mode = parse_mode(overrides.mode);
+    if (!mode) throw ConfigError("--mode", "expected fit|fill, got \"" + overrides.mode + "\"");
+    config.thumbnail.mode = *mode;
+  }
   return config;
 }
 
@@ -314,6 +334,8 @@ json to_json(const PipelineConfig& c) {
          {{"concurrency", concurrency_json(t.concurrency)},
           {"sizes", sizes},
           {"format", std::string(t.format == ImageFormat::jpeg ? "jpg" : name_of(t.format))},
+          {"mode", std::string(name_of(t.mode))},
+          {"keep_metadata", t.keep_metadata},
           {"jpeg_quality", t.jpeg_quality},
           {"webp_quality", t.webp_quality},
           {"png_compression", t.png_compression}}},

@@ -15,6 +15,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "colour_detail.hpp"
 #include "decode_detail.hpp"
 #include "pixflow/tasks/thumbnail.hpp"
 
@@ -314,9 +315,9 @@ ImageFormat sniff_format(std::span<const std::uint8_t> bytes) {
   return ImageFormat::unknown;
 }
 
-int reduce_factor_for(Size source, Size largest_box) {
+int reduce_factor_for(Size source, Size largest_box, ThumbnailMode mode) {
   if (source.width <= 0 || source.height <= 0 || largest_box.width <= 0 || largest_box.height <= 0) return 1;
-  const Size target = fit_within(source, largest_box);
+  const Size target = mode == ThumbnailMode::fill ? cover_size(source, largest_box) : fit_within(source, largest_box);
   for (int factor : {8, 4, 2}) {
     if (source.width / factor >= 2 * target.width && source.height / factor >= 2 * target.height) return factor;
   }
@@ -344,7 +345,7 @@ std::optional<ImageHeader> read_image_header(std::span<const std::uint8_t> bytes
 
 namespace {
 
-Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t budget) {
+Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t budget, ThumbnailMode mode) {
   const ImageFormat format = sniff_format(bytes);
   if (format == ImageFormat::unknown) return Error{"not an image"};
   if (format == ImageFormat::gif) return Error{"unsupported format (gif)"};
@@ -362,9 +363,10 @@ Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t
     auto scan = scan_jpeg(bytes, true);
     if (scan.state == JpegState::truncated) return Error{"truncated jpeg"};
     if (scan.state != JpegState::complete || !scan.header) return corrupt;
-    auto jpeg = detail::decode_jpeg(bytes, scan.header->orientation, largest_box, budget);
+    auto jpeg = detail::decode_jpeg(bytes, scan.header->orientation, largest_box, budget, mode);
     if (!jpeg) return jpeg.error();
     result.pixels = std::move(jpeg->pixels);
+    result.icc_profile = std::move(jpeg->icc_profile);
     result.reduce_factor = jpeg->reduce_factor;
     header = scan.header;
     header->stored = jpeg->stored;  // libjpeg's reading of the frame is the one decoded
@@ -384,7 +386,7 @@ Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t
       if (detail::png_memory_needed(header->stored, header->bit_depth, header->color_type, header->has_trns,
                                     header->orientation) > budget)
         return too_large(size);
-      auto png = detail::decode_png(bytes, header->orientation, budget);
+      auto png = detail::decode_png(bytes, header->orientation, budget, &result.icc_profile);
       if (!png) return png.error();
       result.pixels = std::move(*png);
     } else {  // webp, bmp: OpenCV decodes into one matrix (BGRA at most; BMP as BGR) plus small rows
@@ -398,6 +400,7 @@ Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t
                                         corrupt);
       if (!decoded) return decoded.error();
       result.pixels = std::move(*decoded);
+      if (format == ImageFormat::webp) result.icc_profile = detail::webp_icc_profile(bytes);
       if (result.pixels.cols != header->stored.width || result.pixels.rows != header->stored.height) return corrupt;
     }
     normalize(result.pixels);
@@ -410,12 +413,13 @@ Expected<DecodedImage> decode_checked(Bytes bytes, Size largest_box, std::size_t
 
 }  // namespace
 
-Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size largest_box, DecodeLimits limits) {
+Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size largest_box, DecodeLimits limits,
+                                    ThumbnailMode mode) {
   if (bytes.empty()) return Error{"empty body"};
   silence_opencv();
   const ImageFormat format = sniff_format(bytes);
   try {
-    return decode_checked(bytes, largest_box, limits.max_memory_bytes);
+    return decode_checked(bytes, largest_box, limits.max_memory_bytes, mode);
   } catch (const std::bad_alloc&) {
     return detail::out_of_memory();
   } catch (const cv::Exception& e) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <opencv2/core/mat.hpp>
 
@@ -43,16 +44,21 @@ struct JpegPixels {
   cv::Mat pixels;
   Size stored;            ///< the frame size libjpeg read (before shrink-on-load)
   int reduce_factor = 1;  ///< the scale_denom used
+  std::vector<std::uint8_t> icc_profile;  ///< APP2 ICC_PROFILE, empty for CMYK (converted here) or none
 };
 
-/// Decodes a JPEG with shrink-on-load for thumbnails fitting `largest_box`, refusing above `budget`
-/// bytes (counting the copy that `orientation` will make). Reasons: "truncated jpeg", "corrupt jpeg",
-/// "image too large (WxH)", "out of memory". Never writes to stderr.
-Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box, std::size_t budget);
+/// Decodes a JPEG with shrink-on-load for thumbnails fitting (`mode`) `largest_box`, refusing above
+/// `budget` bytes (counting the copy that `orientation` will make). CMYK/YCCK become sRGB BGR (through
+/// their ICC profile when usable). Reasons: "truncated jpeg", "corrupt jpeg", "image too large (WxH)",
+/// "out of memory". Never writes to stderr.
+Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box, std::size_t budget,
+                                 ThumbnailMode mode = ThumbnailMode::fit);
 
-/// Decodes a PNG to 8-bit BGR or BGRA (alpha from an alpha channel or tRNS) in stored orientation.
+/// Decodes a PNG to 8-bit BGR or BGRA (alpha from an alpha channel or tRNS) in stored orientation; its
+/// iCCP profile, if any and libpng accepts it, into `icc_profile` when given.
 /// Reasons: "truncated png", "corrupt png", "image too large (WxH)", "out of memory".
-Expected<cv::Mat> decode_png(Bytes bytes, int orientation, std::size_t budget);
+Expected<cv::Mat> decode_png(Bytes bytes, int orientation, std::size_t budget,
+                             std::vector<std::uint8_t>* icc_profile = nullptr);
 
 /// Bytes a PNG decode needs at most: libpng's rows at the file's sample depth, our 8-bit BGR(A) copy
 /// when a conversion is needed (16-bit or grey), and the orientation copy. Used before libpng starts

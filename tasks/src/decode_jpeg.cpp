@@ -14,11 +14,16 @@
 #include <climits>
 #include <csetjmp>
 #include <cstdio>  // jpeglib.h needs FILE
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
-#include <jerror.h>
+// jpeglib.h first: it defines JPEG_LIB_VERSION, which jerror.h tests to number its messages (included
+// first, JWRN_BOGUS_ICC was 125 here and 127 in the library).
 #include <jpeglib.h>
+#include <jerror.h>
 
+#include "colour_detail.hpp"
 #include "decode_detail.hpp"
 
 namespace pixflow::tasks::detail {
@@ -63,7 +68,7 @@ void on_message(j_common_ptr cinfo, int msg_level) {
     //   When data is really missing, libjpeg hits the marker first and says JWRN_HIT_MARKER.
     // - JWRN_JFIF_MAJOR: an unknown JFIF version number in APP0; JWRN_ADOBE_XFORM: an unknown Adobe
     //   transform code (libjpeg guesses the colour space as it always did); JWRN_BOGUS_ICC: a bad ICC
-    //   marker, only read by jpeg_read_icc_profile, which we do not call.
+    //   marker, found by jpeg_read_icc_profile, which then returns no profile (the image is sRGB).
     // None of the sample photos in tests/fixtures/photos raises any warning at all (the [decode] test
     // "decode_image decodes JPEGs exactly as OpenCV did" checks that they all decode).
     case JWRN_EXTRANEOUS_DATA:
@@ -167,8 +172,9 @@ std::size_t libjpeg_memory_needed(const jpeg_decompress_struct& c) {
 }
 
 /// OpenCV 4.6's CMYK -> BGR (imgcodecs utils.cpp, icvCvt_CMYK2BGR_8u_C4C3R), for Adobe's inverted CMYK
-/// and YCCK JPEGs as libjpeg hands them out (JCS_CMYK): kept so that such files look as they did.
-void cmyk_to_bgr(const JSAMPLE* cmyk, std::uint8_t* bgr, JDIMENSION width) {
+/// and YCCK JPEGs as libjpeg hands them out (JCS_CMYK, 255 = no ink): kept so that such files look as
+/// they did. R = C * K / 255 (approximately), with inverted samples.
+void inverted_cmyk_to_bgr(const JSAMPLE* cmyk, std::uint8_t* bgr, JDIMENSION width) {
   for (JDIMENSION x = 0; x < width; ++x, cmyk += 4, bgr += 3) {
     const int k = cmyk[3];
     bgr[2] = static_cast<std::uint8_t>(k - ((255 - cmyk[0]) * k >> 8));
@@ -177,9 +183,30 @@ void cmyk_to_bgr(const JSAMPLE* cmyk, std::uint8_t* bgr, JDIMENSION width) {
   }
 }
 
+/// Plain CMYK (0 = no ink, as libjpeg writes JCS_CMYK without Adobe's marker) -> BGR, the naive way:
+/// R = (255 - C)(255 - K) / 255, rounded.
+void plain_cmyk_to_bgr(const JSAMPLE* cmyk, std::uint8_t* bgr, JDIMENSION width) {
+  for (JDIMENSION x = 0; x < width; ++x, cmyk += 4, bgr += 3) {
+    const int white = 255 - cmyk[3];
+    bgr[2] = static_cast<std::uint8_t>(((255 - cmyk[0]) * white + 127) / 255);
+    bgr[1] = static_cast<std::uint8_t>(((255 - cmyk[1]) * white + 127) / 255);
+    bgr[0] = static_cast<std::uint8_t>(((255 - cmyk[2]) * white + 127) / 255);
+  }
+}
+
+/// Bytes of the APP2 markers libjpeg saved (the ICC profile's chunks): the assembled profile and our
+/// copy of it take as much again each.
+std::size_t saved_icc_bytes(const jpeg_decompress_struct& c) {
+  std::size_t bytes = 0;
+  for (jpeg_saved_marker_ptr m = c.marker_list; m != nullptr; m = m->next)
+    if (m->marker == JPEG_APP0 + 2) bytes = add_sat(bytes, m->data_length);
+  return bytes;
+}
+
 }  // namespace
 
-Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box, std::size_t budget) {
+Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box, std::size_t budget,
+                                 ThumbnailMode mode) {
   Decompressor d;
   jpeg_decompress_struct& c = d.cinfo;
   const Error corrupt{"corrupt jpeg"};
@@ -188,6 +215,7 @@ Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box,
         jpeg_create_decompress(&c);
         c.progress = &d.progress;
         jpeg_mem_src(&c, bytes.data(), static_cast<unsigned long>(bytes.size()));
+        jpeg_save_markers(&c, JPEG_APP0 + 2, 0xFFFF);  // ICC_PROFILE chunks, for jpeg_read_icc_profile
         (void)jpeg_read_header(&c, TRUE);  // TRUE: tables-only streams are an error (JERR_NO_IMAGE)
       }))
     return reason(d.err.failure, Size{});
@@ -195,12 +223,15 @@ Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box,
   JpegPixels out;
   out.stored = Size{static_cast<int>(c.image_width), static_cast<int>(c.image_height)};
   const Size displayed = oriented(out.stored, orientation);
-  out.reduce_factor = reduce_factor_for(displayed, largest_box);
+  out.reduce_factor = reduce_factor_for(displayed, largest_box, mode);
   const bool cmyk = c.num_components == 4;
+  // Photoshop writes CMYK and YCCK JPEGs with inverted samples and Adobe's APP14 marker; libjpeg writes
+  // that marker for every CMYK file too, so a plain CMYK file is one without it (libvips' rule).
+  const bool inverted = c.saw_Adobe_marker != 0;
   if (!guarded(d, [&] {
         c.scale_num = 1;
         c.scale_denom = static_cast<unsigned int>(out.reduce_factor);
-        // Grey and YCbCr come out as BGR directly; CMYK/YCCK as CMYK, converted below as OpenCV did.
+        // Grey and YCbCr come out as BGR directly; CMYK/YCCK as CMYK, converted below.
         // dct_method (JDCT_ISLOW) and do_fancy_upsampling (TRUE) stay at libjpeg's defaults, as in
         // OpenCV 4.6, so the pixels are the same as cv::imdecode's.
         c.out_color_space = cmyk ? JCS_CMYK : JCS_EXT_BGR;
@@ -210,11 +241,32 @@ Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box,
 
   const std::size_t output = mul_sat(mul_sat(c.output_width, c.output_height), 3);
   const std::size_t ours = add_sat(output, orientation_copy(output, orientation));
-  const std::size_t needed = add_sat(ours, libjpeg_memory_needed(c));
+  const std::size_t needed = add_sat(add_sat(ours, libjpeg_memory_needed(c)), mul_sat(saved_icc_bytes(c), 2));
   if (needed > budget) return too_large(displayed);
   // Second guard: libjpeg-turbo's jmemnobs.c honours max_memory_to_use for its virtual (coefficient)
   // arrays, refusing with JERR_NO_BACKING_STORE anything above it.
   c.mem->max_memory_to_use = static_cast<long>(std::min<std::size_t>(budget - ours, LONG_MAX));
+
+  // The ICC profile, assembled from its chunks by libjpeg (malloc'ed; a malformed set of chunks is a
+  // JWRN_BOGUS_ICC warning, ignored: no profile).
+  JOCTET* icc = nullptr;
+  unsigned int icc_size = 0;
+  if (!guarded(d, [&] {
+        if (jpeg_read_icc_profile(&c, &icc, &icc_size) == FALSE) icc = nullptr;
+      }))
+    return reason(d.err.failure, displayed);
+  if (icc != nullptr) {
+    const std::unique_ptr<JOCTET, decltype(&std::free)> owned(icc, &std::free);
+    out.icc_profile.assign(icc, icc + icc_size);
+  }
+  // CMYK through the file's own profile when LittleCMS can use it; the pixels then are sRGB.
+  std::shared_ptr<const SrgbTransform> cmyk_transform;
+  if (cmyk) {
+    if (!out.icc_profile.empty())
+      cmyk_transform = srgb_transform(out.icc_profile, inverted ? PixelLayout::cmyk_inverted : PixelLayout::cmyk);
+    out.icc_profile.clear();
+  }
+  const SrgbTransform* to_srgb = cmyk_transform.get();
 
   out.pixels.create(static_cast<int>(c.output_height), static_cast<int>(c.output_width), CV_8UC3);
   std::vector<JSAMPLE> cmyk_rows;
@@ -235,8 +287,12 @@ Expected<JpegPixels> decode_jpeg(Bytes bytes, int orientation, Size largest_box,
             std::longjmp(d.err.jump, 1);
           }
           if (cmyk)
-            for (JDIMENSION k = 0; k < read; ++k)
-              cmyk_to_bgr(rows[k], pixels.ptr<std::uint8_t>(static_cast<int>(first + k)), c.output_width);
+            for (JDIMENSION k = 0; k < read; ++k) {
+              std::uint8_t* bgr = pixels.ptr<std::uint8_t>(static_cast<int>(first + k));
+              if (to_srgb != nullptr) to_srgb->apply(rows[k], bgr, c.output_width);
+              else if (inverted) inverted_cmyk_to_bgr(rows[k], bgr, c.output_width);
+              else plain_cmyk_to_bgr(rows[k], bgr, c.output_width);
+            }
         }
         (void)jpeg_finish_decompress(&c);  // reads on to EOI: a missing end is a warning, so a failure
       }))

@@ -1,7 +1,8 @@
 // PNG through libpng: IHDR budgeted before any row is allocated, libpng's warnings kept quiet (an
 // "iCCP: known incorrect sRGB profile" is not a failure), its errors sorted into truncated / corrupt /
 // out of memory, and the same transforms as OpenCV 4.6's PNG decoder under IMREAD_UNCHANGED, so that
-// the pixels are those cv::imdecode gave.
+// the pixels are those cv::imdecode gave. The iCCP profile is handed out for the sRGB conversion
+// (colour.hpp), which happens after the resize: a 16-bit image is reduced to 8 bits first, as before.
 //
 // setjmp/longjmp: libpng's error function must not return; we longjmp back to guarded() below, with
 // only libpng's C frames and guarded()'s lambda (no C++ object with a destructor) in between.
@@ -125,7 +126,7 @@ std::size_t png_memory_needed(Size stored, int bit_depth, int color_type, bool h
   return add_sat(needed, add_sat(mul_sat(row_bytes, 2), std::size_t{64} << 10));
 }
 
-Expected<cv::Mat> decode_png(Bytes bytes, int orientation, std::size_t budget) {
+Expected<cv::Mat> decode_png(Bytes bytes, int orientation, std::size_t budget, std::vector<std::uint8_t>* icc_profile) {
   Decompressor d(bytes);
   d.png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &d.reader, on_error, on_warning, &d.reader, allocate,
                                    free_memory);
@@ -136,6 +137,8 @@ Expected<cv::Mat> decode_png(Bytes bytes, int orientation, std::size_t budget) {
   int bit_depth = 0;
   int color_type = 0;
   bool has_trns = false;
+  png_bytep icc = nullptr;  // owned by libpng's info struct
+  png_uint_32 icc_size = 0;
   if (!guarded(d, [&] {
         d.info = png_create_info_struct(d.png);
         if (d.info == nullptr) png_error(d.png, "Out of memory");
@@ -143,8 +146,14 @@ Expected<cv::Mat> decode_png(Bytes bytes, int orientation, std::size_t budget) {
         png_read_info(d.png, d.info);  // IHDR and the chunks before the first IDAT
         (void)png_get_IHDR(d.png, d.info, &width, &height, &bit_depth, &color_type, nullptr, nullptr, nullptr);
         has_trns = png_get_valid(d.png, d.info, PNG_INFO_tRNS) != 0;
+        // iCCP: libpng has checked it (a profile of the wrong colour space for the image, or a bad
+        // header, is dropped with a warning) and inflated it, under its chunk size limit (8 MB).
+        png_charp name = nullptr;
+        int compression = 0;
+        if (png_get_iCCP(d.png, d.info, &name, &compression, &icc, &icc_size) == 0) icc = nullptr;
       }))
     return reason(d.reader.failure);
+  if (icc_profile != nullptr && icc != nullptr) icc_profile->assign(icc, icc + icc_size);
 
   const Size stored{static_cast<int>(width), static_cast<int>(height)};  // libpng refuses > 2^31-1
   if (png_memory_needed(stored, bit_depth, color_type, has_trns, orientation) > budget)

@@ -28,6 +28,14 @@ std::string to_string(Size size) {
   return std::to_string(size.width) + "x" + std::to_string(size.height);
 }
 
+std::optional<ThumbnailMode> parse_mode(std::string_view text) {
+  if (text == "fit") return ThumbnailMode::fit;
+  if (text == "fill") return ThumbnailMode::fill;
+  return std::nullopt;
+}
+
+std::string_view name_of(ThumbnailMode mode) { return mode == ThumbnailMode::fill ? "fill" : "fit"; }
+
 std::optional<ImageFormat> parse_format(std::string_view text) {
   if (text == "same") return ImageFormat::same;
   if (text == "jpg" || text == "jpeg") return ImageFormat::jpeg;

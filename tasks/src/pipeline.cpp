@@ -565,20 +565,20 @@ class PipelineRun {
         fetched
             .compute("decode", config_.decode_concurrency,
                      [this](Fetched item) -> pixflow::Result<Decoded> {
-                       auto image = decode_image(item.bytes, box_, decode_limits_);
+                       auto image = decode_image(item.bytes, box_, decode_limits_, config_.thumbnail.mode);
                        if (!image) return std::move(image).error();
                        // An original read back from OUT (resume) is not written again.
                        const bool write_original = options_.save_originals && !item.from_out;
                        Bytes original = write_original ? std::move(item.bytes) : Bytes{};
                        return Decoded{std::move(item.job), std::move(original), std::move(image).value()};
                      })
-            .compute("thumbnail", config_.thumbnail.concurrency, [](Decoded item) -> pixflow::Result<Rendered> {
-              // One decode feeds every requested size.
+            .compute("thumbnail", config_.thumbnail.concurrency, [mode = config_.thumbnail.mode](Decoded item) -> pixflow::Result<Rendered> {
+              // One decode feeds every requested size; each is converted to sRGB after its resize.
               Rendered out{std::move(item.job), std::move(item.original), {}};
               out.set.input = out.job.url.empty() ? out.job.path.string() : out.job.url;
               for (const auto& planned : out.job.thumbnails)
                 out.set.thumbnails.push_back(
-                    {planned.box, make_thumbnail(item.image.pixels, planned.box), planned.format, planned.name});
+                    {planned.box, make_thumbnail(item.image, planned.box, mode), planned.format, planned.name});
               return out;
             });
     for (const auto& stage : options_.stages) {
@@ -588,7 +588,8 @@ class PipelineRun {
         return item;
       });
     }
-    const EncodeOptions encode{config_.thumbnail.jpeg_quality, config_.thumbnail.webp_quality, config_.thumbnail.png_compression};
+    const EncodeOptions encode{config_.thumbnail.jpeg_quality, config_.thumbnail.webp_quality, config_.thumbnail.png_compression,
+                               config_.thumbnail.keep_metadata};
     rendered
         .compute("encode", config_.thumbnail.concurrency,
                  [encode](Rendered item) -> pixflow::Result<Encoded> {

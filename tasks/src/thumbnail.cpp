@@ -9,6 +9,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "pixflow/tasks/colour.hpp"
+
 namespace pixflow::tasks {
 
 namespace {
@@ -61,6 +63,26 @@ cv::Mat on_white(const cv::Mat& bgra) {
   return result;
 }
 
+/// True when `source` is at least `box` on both axes: it can fill the box without upscaling.
+bool covers(Size source, Size box) { return source.width >= box.width && source.height >= box.height; }
+
+/// The centred region of `source` with the box's aspect ratio: its full height when it is wider than
+/// the box (proportionally), else its full width.
+cv::Rect fill_region(Size source, Size box) {
+  if (std::int64_t{source.width} * box.height >= std::int64_t{source.height} * box.width) {
+    const int width = std::clamp(scaled(source.height, box.width, box.height), 1, source.width);
+    return {(source.width - width) / 2, 0, width, source.height};
+  }
+  const int height = std::clamp(scaled(source.width, box.height, box.width), 1, source.height);
+  return {0, (source.height - height) / 2, source.width, height};
+}
+
+void check_sizes(const char* what, Size source, Size box) {
+  if (source.width <= 0 || source.height <= 0 || box.width <= 0 || box.height <= 0)
+    throw std::invalid_argument(std::string(what) + ": sizes must be positive, got " + to_string(source) + " into " +
+                                to_string(box));
+}
+
 void check_range(int value, int low, int high, const char* what) {
   if (value < low || value > high)
     throw std::invalid_argument(std::string(what) + " must be in " + std::to_string(low) + ".." +
@@ -70,9 +92,7 @@ void check_range(int value, int low, int high, const char* what) {
 }  // namespace
 
 Size fit_within(Size source, Size box) {
-  if (source.width <= 0 || source.height <= 0 || box.width <= 0 || box.height <= 0)
-    throw std::invalid_argument("fit_within: sizes must be positive, got " + to_string(source) + " into " +
-                                to_string(box));
+  check_sizes("fit_within", source, box);
   if (source.width <= box.width && source.height <= box.height) return source;
   // Width-limited when source.w / source.h >= box.w / box.h (compared without division).
   if (std::int64_t{source.width} * box.height >= std::int64_t{source.height} * box.width) {
@@ -81,15 +101,41 @@ Size fit_within(Size source, Size box) {
   return Size{std::clamp(scaled(source.width, box.height, source.height), 1, box.width), box.height};
 }
 
-cv::Mat make_thumbnail(const cv::Mat& image, Size box) {
+Size cover_size(Size source, Size box) {
+  check_sizes("cover_size", source, box);
+  if (!covers(source, box)) return source;
+  // Height-limited when source.w / source.h >= box.w / box.h (the source is wider than the box).
+  if (std::int64_t{source.width} * box.height >= std::int64_t{source.height} * box.width)
+    return Size{std::clamp(scaled(source.width, box.height, source.height), box.width, source.width), box.height};
+  return Size{box.width, std::clamp(scaled(source.height, box.width, source.width), box.height, source.height)};
+}
+
+cv::Mat make_thumbnail(const cv::Mat& image, Size box, ThumbnailMode mode) {
   if (image.empty()) throw std::invalid_argument("make_thumbnail: empty image");
-  const Size target = fit_within(Size{image.cols, image.rows}, box);
-  if (target.width == image.cols && target.height == image.rows) return image.clone();
+  const Size size_of_image{image.cols, image.rows};
+  cv::Mat source = image;
+  Size target;
+  if (mode == ThumbnailMode::fill) {
+    check_sizes("make_thumbnail", size_of_image, box);
+    const cv::Rect region = fill_region(size_of_image, box);
+    source = image(region);  // a view: nothing copied
+    target = covers(size_of_image, box) ? box : Size{region.width, region.height};
+  } else {
+    target = fit_within(size_of_image, box);
+  }
+  if (target.width == source.cols && target.height == source.rows) return source.clone();
   const cv::Size size(target.width, target.height);
-  if (image.channels() == 4 && image.depth() == CV_8U && !fully_opaque(image)) return resize_premultiplied(image, size);
+  if (source.channels() == 4 && source.depth() == CV_8U && !fully_opaque(source)) return resize_premultiplied(source, size);
   cv::Mat result;
-  cv::resize(image, result, size, 0.0, 0.0, cv::INTER_AREA);
+  cv::resize(source, result, size, 0.0, 0.0, cv::INTER_AREA);
   return result;
+}
+
+cv::Mat make_thumbnail(const DecodedImage& image, Size box, ThumbnailMode mode) {
+  cv::Mat thumbnail = make_thumbnail(image.pixels, box, mode);
+  // A profile LittleCMS cannot use leaves the pixels as they are: shown as sRGB, like libvips' "no profile".
+  if (!image.icc_profile.empty()) (void)convert_to_srgb(thumbnail, image.icc_profile);
+  return thumbnail;
 }
 
 Expected<std::vector<std::uint8_t>> encode_image(const cv::Mat& image, ImageFormat format,
@@ -130,6 +176,7 @@ Expected<std::vector<std::uint8_t>> encode_image(const cv::Mat& image, ImageForm
   } catch (const cv::Exception&) {
     return failed;
   }
+  if (options.embed_srgb_profile) return embed_icc_profile(bytes, format, srgb_icc_profile());
   return bytes;
 }
 

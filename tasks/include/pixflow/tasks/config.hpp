@@ -13,6 +13,7 @@
 ///                          "retries": 3, "backoff_s": 0.5, "max_retry_wait_s": 30, "rate_per_host": 0},
 ///            "decode":    {"concurrency": "unlimited", "max_memory_mb": 512},
 ///            "thumbnail": {"concurrency": "unlimited", "sizes": ["128x128"], "format": "same",
+///                          "mode": "fit", "keep_metadata": false,
 ///                          "jpeg_quality": 85, "webp_quality": 80, "png_compression": 3},
 ///            "write":     {"concurrency": 4}}}
 /// @endcode
@@ -74,6 +75,10 @@ struct ThumbnailConfig {
   pixflow::Concurrency concurrency = pixflow::Concurrency::unlimited();
   std::vector<Size> sizes = std::vector<Size>(1, Size{128, 128});  ///< boxes, non-empty, no duplicates; written "WxH"
   ImageFormat format = ImageFormat::same;  ///< same, jpeg, png or webp
+  ThumbnailMode mode = ThumbnailMode::fit; ///< "fit" inside the box or "fill" it exactly (centre crop)
+  /// Thumbnails carry the sRGB ICC profile their pixels are in (EncodeOptions::embed_srgb_profile);
+  /// false: no metadata at all (no EXIF, no profile).
+  bool keep_metadata = false;
   int jpeg_quality = 85;                 ///< 1..100
   int webp_quality = 80;                 ///< 1..100
   int png_compression = 3;               ///< 0..9
@@ -153,15 +158,17 @@ PipelineConfig load_config(const std::filesystem::path& file, PipelineConfig def
 /// large (...)" as they are, JSON-level errors prefixed with "line L, column C: ".
 ConfigError config_file_error(const std::filesystem::path& file, const JsonError& error);
 
-/// Command-line values that override a config file (`--size`, `--format`, `--threads`); empty = keep.
+/// Command-line values that override a config file (`--size`, `--format`, `--threads`, `--mode`);
+/// empty = keep.
 struct ConfigOverrides {
   std::vector<std::string> sizes;      ///< "WxH" each; replaces the whole list
   std::string format;                  ///< same|jpg|png|webp
   std::optional<std::size_t> threads;
+  std::string mode{};                  ///< fit|fill
 };
 
 /// `config` with `overrides` applied. Throws ConfigError naming the option ("--size: expected WxH
-/// with both > 0, got \"12x\"").
+/// with both > 0, got \"12x\"", "--mode: expected fit|fill, got \"crop\"").
 PipelineConfig apply_overrides(PipelineConfig config, const ConfigOverrides& overrides);
 
 /// The effective config, every key present, in the shape of the file (for `--dump-config`).

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include <opencv2/core/mat.hpp>
 
@@ -53,6 +54,10 @@ struct DecodedImage {
   ImageFormat source_format = ImageFormat::unknown;  ///< from the magic bytes
   Size source_size;           ///< full size as displayed (after EXIF orientation), from the header
   int reduce_factor = 1;      ///< 1, 2, 4 or 8: the shrink-on-load factor used (JPEG only)
+  /// The ICC profile the pixels are in (JPEG APP2 ICC_PROFILE, PNG iCCP, WebP ICCP), empty when the file
+  /// has none (sRGB assumed). make_thumbnail(const DecodedImage&, ...) converts each thumbnail to sRGB
+  /// with it (colour.hpp). Empty for CMYK JPEGs: they are converted to sRGB BGR while decoding.
+  std::vector<std::uint8_t> icc_profile;
 };
 
 /// The memory one decode may use. The default admits a progressive 4:2:0 JPEG of about 170 megapixels
@@ -81,24 +86,32 @@ struct ImageHeader {
 };
 
 /// The shrink-on-load factor for a JPEG of displayed size `source` whose thumbnails fit `largest_box`:
-/// the largest of {2, 4, 8} that leaves at least twice the fitted thumbnail (fit_within(source, box)) on
-/// both axes, else 1. E.g. 1600x1000 into 128x128 (thumbnail 128x80): 4 (400x250 >= 256x160).
-int reduce_factor_for(Size source, Size largest_box);
+/// the largest of {2, 4, 8} that leaves at least twice the thumbnail's source pixels on both axes, else 1.
+/// `fit`: twice the fitted thumbnail (fit_within(source, box)), e.g. 1600x1000 into 128x128 (thumbnail
+/// 128x80): 4 (400x250 >= 256x160). `fill`: twice the box's cover (the image scaled so that it covers
+/// the box: cover_size(source, box)), e.g. 1600x1000 into 128x128 (cover 205x128): 2 (800x500 >=
+/// 410x256; 4 would leave 400x250).
+int reduce_factor_for(Size source, Size largest_box, ThumbnailMode mode = ThumbnailMode::fit);
 
-/// Decodes `bytes` for thumbnails that fit `largest_box` (for several boxes, their component-wise maximum).
-/// JPEG: shrink-on-load with reduce_factor_for(); other formats decode at full size (a reduced decode
+/// Decodes `bytes` for thumbnails that fit (or, with ThumbnailMode::fill, fill) `largest_box` (for several
+/// boxes, their component-wise maximum). JPEG: shrink-on-load with reduce_factor_for(); other formats decode at full size (a reduced decode
 /// would only resize them afterwards, with a worse filter than INTER_AREA). EXIF orientation is applied
 /// (JPEG APP1, PNG eXIf, WebP EXIF). PNG/WebP with alpha (PNG: also tRNS) stay BGRA; 16-bit, palette and
 /// grey sources become 8-bit BGR(A). The pixels are those OpenCV 4.6's cv::imdecode gave (JPEG:
 /// IMREAD_REDUCED_COLOR_n; PNG: IMREAD_UNCHANGED, then 8-bit BGR(A)), but for a grey PNG with tRNS,
-/// which now keeps its transparency.
+/// which now keeps its transparency. An embedded ICC profile is kept on DecodedImage::icc_profile (a
+/// profile libjpeg or libpng find malformed is dropped, the image decoded as sRGB). CMYK and YCCK JPEGs
+/// become sRGB BGR here: through their ICC profile with LittleCMS when they carry a usable CMYK one,
+/// else with the naive conversion (R = (255-C)(255-K)/255, ...); the samples are read as Adobe's
+/// inverted CMYK (0 = full ink) when the file has Adobe's APP14 marker, as Photoshop writes them, and as
+/// plain CMYK otherwise, as libvips does.
 /// Errors: "empty body", "not an image" (unknown magic), "unsupported format (gif)" / "(tiff)" /
 /// "(animated webp)", "truncated jpeg" / "truncated png" / "truncated webp" (data missing), "corrupt
 /// jpeg" / "corrupt png" / "corrupt webp" / "corrupt bmp", "image too large (WxH)" (WxH as displayed,
 /// from the header; above `limits`), "out of memory" (an allocation failed, below the budget).
 /// Does not start threads of its own beyond what cv::setNumThreads allows (the caller sets it).
 Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size largest_box,
-                                    DecodeLimits limits = {});
+                                    DecodeLimits limits = {}, ThumbnailMode mode = ThumbnailMode::fit);
 
 /// The header of a JPEG, PNG, WebP or BMP (JPEG SOF + APP1 EXIF, PNG IHDR + eXIf, WebP VP8/VP8L/VP8X +
 /// EXIF, BMP DIB header); std::nullopt for other formats or a header that cannot be read.

@@ -1,11 +1,12 @@
 #pragma once
 /// @file
-/// The small vocabulary shared by the image tasks: a box Size and an ImageFormat.
+/// The small vocabulary shared by the image tasks: a box Size, an ImageFormat and a ThumbnailMode.
 ///
 /// @code
 /// using namespace pixflow::tasks;
 /// auto box = parse_size("128x96");            // Size{128, 96}
 /// auto fmt = parse_format("webp");            // ImageFormat::webp
+/// auto mode = parse_mode("fill");             // ThumbnailMode::fill
 /// std::string ext = extension_of(*fmt);       // ".webp"
 /// @endcode
 #include <optional>
@@ -29,6 +30,16 @@ std::string to_string(Size size);
 /// Image formats pixflow knows by their magic bytes. `same` is only meaningful as an output choice
 /// ("encode as the source's format").
 enum class ImageFormat { jpeg, png, webp, gif, bmp, tiff, unknown, same };
+
+/// How a thumbnail meets its box: `fit` inside it, the aspect ratio kept (one side equals the box, the
+/// other is shorter); `fill` exactly the box, the image scaled to cover it and cropped around its centre.
+/// Neither ever upscales.
+enum class ThumbnailMode { fit, fill };
+
+/// "fit" or "fill"; std::nullopt otherwise.
+std::optional<ThumbnailMode> parse_mode(std::string_view text);
+/// "fit" or "fill".
+std::string_view name_of(ThumbnailMode mode);
 
 /// "same", "jpg"/"jpeg", "png", "webp" (the output formats); std::nullopt otherwise.
 std::optional<ImageFormat> parse_format(std::string_view text);
