@@ -268,9 +268,11 @@ TEST_CASE("pixflow urls reads a file or stdin and exits 0 when every URL is good
     check_good_outputs(dir / "out");
     const nlohmann::json report = nlohmann::json::parse(run.out);
     REQUIRE(report.at("items").size() == 3);
-    for (std::size_t i = 0; i < 3; ++i) {
-      CHECK(report.at("items").at(i).at("url") == good_urls()[i]);
-      CHECK(report.at("items").at(i).at("status") == "ok");
+    for (const auto& item : report.at("items")) {  // as they finished; `index` is the input order
+      const std::size_t i = item.at("index");
+      REQUIRE(i < 3);
+      CHECK(item.at("url") == good_urls()[i]);
+      CHECK(item.at("status") == "ok");
     }
     CHECK_THAT(run.err, Catch::Contains("3 done"));
   }

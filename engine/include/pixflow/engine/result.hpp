@@ -148,9 +148,13 @@ class Result<void> {
   Result() = default;
   Result(Failure failure) : failure_(std::move(failure)) {}  // NOLINT: implicit by design
   [[nodiscard]] bool ok() const noexcept { return !failure_; }
+  [[nodiscard]] bool has_value() const noexcept { return ok(); }
   explicit operator bool() const noexcept { return ok(); }
   [[nodiscard]] const Failure& failure() const& { return *failure_; }
   [[nodiscard]] Failure&& failure() && { return std::move(*failure_); }
+  /// The same as failure(): the spelling of the image tasks (pixflow::tasks::Expected).
+  [[nodiscard]] const Failure& error() const& { return failure(); }
+  [[nodiscard]] Failure&& error() && { return std::move(*this).failure(); }
 
  private:
   std::optional<Failure> failure_;
