@@ -30,7 +30,11 @@ a shared machine only ever adds time):
   - peak RSS of pixflow gallery on listings of 1,000 and 10,000 distinct URLs (lan)
   - pixflow-bench engine (pixflow::Graph vs the same nodes wired by hand in tbb::flow and vs
     tbb::parallel_pipeline, trivial bodies; a diamond; the trace's cost)
---only picks conditions and parts (local, engine, rss); a run of only some of them prints its table
+  - Redis workers (part "worker"), on the wan8 gallery, with a loopback redis-server
+    (tests/fixtures/redis): one `pixflow worker --exit-when-empty` draining the enqueued gallery vs a
+    local `pixflow gallery` on the same cores; one worker pinned to core 0 (--threads 1) vs two pinned
+    to cores 0 and 1
+--only picks conditions and parts (local, engine, rss, worker); a run of only some of them prints its table
 and writes WORK/results-only.json, and leaves --json and --markdown alone.
 Prints the table, writes it as JSON (--json) and into the results block of --markdown.
 Every run is checked: the expected number of thumbnails must exist, or the benchmark stops.
@@ -54,6 +58,7 @@ ROOT = HERE.parent
 PER_PAGE = 60  # items per listing page, as Imgur's gallery pages
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+WORKERS_BEGIN, WORKERS_END = "<!-- bench:workers:begin -->", "<!-- bench:workers:end -->"
 
 # Targets from issues 5, 12 and 15: (figure key, comparison, bound).
 TARGETS = {
@@ -75,8 +80,11 @@ TARGETS = {
     "large.vs_limit": ("<=", 1.15),
     "baseline.vs_limit": ("<=", 1.15),
     "wan8.vs_seed": (">=", 4.5),
+    # issue 13: one streaming worker vs a local run; two pinned workers vs one
+    "workers.vs_local": (">=", 0.95),
+    "workers.scale_2_vs_1": (">=", 1.8),
 }
-PARTS = ("local", "engine", "rss")  # besides the conditions, what --only can pick
+PARTS = ("local", "engine", "rss", "worker")  # besides the conditions, what --only can pick
 
 
 def log(msg: str) -> None:
@@ -366,7 +374,10 @@ class Bench:
                 continue
             self.conditions[name] = c
         self.parts = [p for p in PARTS if not self.only or p in self.only]
+        self.worker_condition = every["wan8"]  # the Redis workers' gallery
         networks = {c.network.name: c.network for c in self.conditions.values()}
+        if "worker" in self.parts:
+            networks[self.worker_condition.network.name] = self.worker_condition.network
         self.server = Server(self.work / "server", sets, list(networks.values()))
         self.n = len(self.server.names["mix"])
         self.urls = {}  # condition -> every URL of its listing and photos (curl's download)
@@ -577,12 +588,83 @@ class Bench:
             log("engine micro-benchmark")
             self.add("engine", self.engine)
             self.add("engine_1_thread", self.engine, 1)
+        if "worker" in self.parts:
+            self.measure_workers()
         if "rss" in self.parts:
             # Last: the longest part, and peak RSS hardly depends on what else runs on the machine.
             for items in self.args.rss_items:
                 log("peak RSS, %d items" % items)
                 section = self.server.repeated_listing(items)
                 self.add("rss.%d" % items, self.pixflow_gallery, section=section, items=items)
+
+    # the Redis workers (issue 13): the gallery enqueued, then drained by workers
+    def measure_workers(self) -> None:
+        """One streaming worker vs a local run (wan8, every core); one worker pinned to one core vs two
+        pinned to two (--threads 1 each). A loopback redis-server for the duration."""
+        if " worker " not in run([self.args.cli, "--help"]).stdout:
+            log("skipping the Redis workers: this pixflow was built without them (-DPIXFLOW_WITH_REDIS=OFF)")
+            return
+        redis = Redis(self.work / "redis")
+        redis.start()
+        try:
+            for rep in range(self.args.reps):
+                log("redis workers, repetition %d/%d" % (rep + 1, self.args.reps))
+                self.add("workers.local", self.pixflow_gallery, self.worker_condition)
+                self.add("workers.one", self.drain, redis, [None])
+                if self.cores >= 2 and shutil.which("taskset"):
+                    self.add("workers.pinned_1", self.drain, redis, [0])
+                    self.add("workers.pinned_2", self.drain, redis, [0, 1])
+        finally:
+            redis.stop()
+
+    def drain(self, redis: "Redis", pins: list) -> dict:
+        """Enqueues the wan8 gallery on a fresh queue (not timed), then starts one worker per entry of
+        `pins` at once (None: unpinned, every core; k: `taskset -c k`, --threads 1) and times them
+        until the last one exits."""
+        queue = "bench-%d-%d" % (os.getpid(), time.monotonic_ns())
+        c = self.worker_condition
+        enq = run([self.args.cli, "enqueue", "--redis", redis.url, "--queue", queue, "gallery", "--api",
+                   self.server.base[c.network.name], "--section", c.name, "--client-id", "bench", "--pages", "0"])
+        if "queued %d items" % self.n not in enq.stdout:
+            raise SystemExit("bench: pixflow enqueue: %s" % enq.stdout.strip())
+        out = self.out("workers-%d" % len(pins))
+        procs = []
+        started = time.monotonic()
+        for i, pin in enumerate(pins):
+            argv = [self.args.cli, "worker", "--redis", redis.url, "--queue", queue, "--out", out,
+                    "--exit-when-empty", "--quiet", "--consumer", "bench-%d" % i]
+            if pin is not None:
+                argv = ["taskset", "-c", str(pin)] + argv + ["--threads", "1"]
+            procs.append(subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        reports, cpu, walls = [], 0.0, []
+        for proc in procs:
+            _, status, rusage = os.wait4(proc.pid, 0)
+            walls.append(time.monotonic() - started)
+            cpu += rusage.ru_utime + rusage.ru_stime
+            stdout, stderr = proc.stdout.read().decode(errors="replace"), proc.stderr.read().decode(errors="replace")
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit("bench: pixflow worker exited with %d\n%s%s" % (
+                    os.waitstatus_to_exitcode(status), stdout[-2000:], stderr[-4000:]))
+            reports.append(json.loads(stdout.strip().splitlines()[-1]))
+        self.expect("pixflow worker x%d" % len(pins), sum(r["ok"] for r in reports), self.n)
+        self.expect("pixflow worker x%d" % len(pins), count_thumbnails(out), self.n)
+        self.done_with(out)
+        return {"wall_s": max(walls), "each_s": walls, "cpu_s": cpu, "enqueue_s": enq.wall,
+                "items_each": [r["items"] for r in reports], "reclaimed": sum(r["reclaimed"] for r in reports)}
+
+    def worker_figures(self) -> dict:
+        local, one, enqueue = self.med("workers.local"), self.med("workers.one"), self.med("workers.one", "enqueue_s")
+        f = {"local_s": local, "one_s": one, "enqueue_s": enqueue, "vs_local": local / one,
+             "vs_local_with_enqueue": local / (one + enqueue),
+             "local_cpu_s": self.med("workers.local", "cpu_s"), "one_cpu_s": self.med("workers.one", "cpu_s")}
+        if "workers.pinned_2" in self.samples:
+            p1, p2 = self.med("workers.pinned_1"), self.med("workers.pinned_2")
+            best2 = min(self.samples["workers.pinned_2"], key=lambda s: s["wall_s"])
+            f.update({"pinned_1_s": p1, "pinned_2_s": p2, "scale_2_vs_1": p1 / p2, "pinned_2_items_each": best2["items_each"],
+                      "pinned_1_cpu_s": self.med("workers.pinned_1", "cpu_s"), "pinned_2_cpu_s": best2["cpu_s"],
+                      "pinned_1_server_cpu_s": self.med("workers.pinned_1", "server_cpu_s"),
+                      "pinned_2_server_cpu_s": best2["server_cpu_s"]})
+        return f
 
     # figures: the best of the repetitions (interference only ever adds time)
     def med(self, key: str, field: str = "wall_s") -> float:
@@ -685,6 +767,43 @@ def trace_tail(path: Path, cores: int) -> dict:
     tail = end - last
     return {"last_download_end_s": last / 1e6, "trace_end_s": end / 1e6, "tail_s": tail / 1e6,
             "tail_busy_cores": min(float(cores), busy / tail) if tail > 0 else 0.0}
+
+
+class Redis:
+    """A loopback redis-server for the worker runs: tests/fixtures/redis/start.sh and stop.sh."""
+
+    def __init__(self, state: Path):
+        self.state, self.url = state, None
+
+    def start(self) -> None:
+        subprocess.run(["bash", str(ROOT / "tests/fixtures/redis/start.sh"), str(self.state)], check=True,
+                       stdout=subprocess.DEVNULL)
+        self.url = (self.state / "url").read_text().strip()
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(ROOT / "tests/fixtures/redis/stop.sh"), str(self.state)], check=False,
+                       stdout=subprocess.DEVNULL)
+
+
+def worker_table(w: dict, v: dict, n: int) -> str:
+    def mark(key):
+        return "%s (target %s)" % ("met" if v[key]["met"] else "MISSED", v[key]["target"]) if key in v else ""
+    rows = ["| figure (wan8 gallery, %d photos, 128x128) | value | target |" % n, "|---|---|---|",
+            "| local `pixflow gallery --pages 0`, every core | %.2f s (CPU %.1f s) | |" % (w["local_s"], w["local_cpu_s"]),
+            "| one `pixflow worker --exit-when-empty`, every core, draining the enqueued gallery | %.2f s (CPU %.1f s) | |" % (
+                w["one_s"], w["one_cpu_s"]),
+            "| `pixflow enqueue` of the gallery (before the worker; not in the line above) | %.2f s | |" % w["enqueue_s"],
+            "| **one worker vs local** (throughput: local wall / worker wall) | **%.2fx** | %s |" % (
+                w["vs_local"], mark("workers.vs_local")),
+            "| the same, counting the enqueue in the worker's time | %.2fx | |" % w["vs_local_with_enqueue"]]
+    if "scale_2_vs_1" in w:
+        rows += ["| one worker pinned to core 0 (`taskset -c 0`, `--threads 1`) | %.2f s (CPU %.1f s; nginx + proxy %.1f s) | |" % (
+                     w["pinned_1_s"], w["pinned_1_cpu_s"], w["pinned_1_server_cpu_s"]),
+                 "| two workers pinned to cores 0 and 1 (`--threads 1` each), at once | %.2f s (items %s; CPU %.1f s; nginx + proxy %.1f s) | |" % (
+                     w["pinned_2_s"], " + ".join(str(x) for x in w["pinned_2_items_each"]), w["pinned_2_cpu_s"],
+                     w["pinned_2_server_cpu_s"]),
+                 "| **two pinned workers vs one** | **%.2fx** | %s |" % (w["scale_2_vs_1"], mark("workers.scale_2_vs_1"))]
+    return "\n".join(rows)
 
 
 def short(items: int) -> str:
@@ -895,14 +1014,14 @@ def wait_for_quiet(spec: str) -> dict:
     return {"wanted_below": limit, "waited_s": round(time.monotonic() - started), "load1_at_start": load1()}
 
 
-def write_markdown(path: Path, text: str) -> None:
+def write_markdown(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        path.write_text(head + BEGIN + "\n" + text + "\n" + END + tail)
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        path.write_text(head + begin + "\n" + text + "\n" + end + tail)
     else:
-        path.write_text(old + ("\n" if old else "") + BEGIN + "\n" + text + "\n" + END + "\n")
+        path.write_text(old + ("\n" if old else "") + begin + "\n" + text + "\n" + end + "\n")
 
 
 def set_summaries(data: Path) -> dict:
@@ -946,13 +1065,18 @@ def main() -> int:
     try:
         for name, c in bench.conditions.items():
             log("%s: %s at %s" % (name, c.describe(), bench.server.base[c.network.name]))
+        if "worker" in bench.parts:
+            bench.server.condition_listing(bench.worker_condition)
         bench.measure()
     finally:
         bench.server.stop()
     quiet["load1_at_end"] = load1()
     figures = bench.figures()
+    if "workers.one" in bench.samples:
+        figures["workers"] = bench.worker_figures()
     verdicts = verdict(figures)
     text = table(figures, verdicts, bench.cores)
+    workers_text = worker_table(figures["workers"], verdicts, bench.n) if "workers" in figures else ""
     when = datetime.datetime.now().astimezone()
     info = machine()
     summaries = dict(set_summaries(bench.photos.parent if not args.data else Path(args.data)),
@@ -967,9 +1091,16 @@ def main() -> int:
                     for k, v in bench.samples.items()},
         "samples": bench.samples,
     }
-    print(text)
+    print(text + ("\n\n" + workers_text if workers_text else ""))
     missed = [k for k, v in verdicts.items() if not v["met"]]
     print("\ntargets missed: %s" % (", ".join(missed) if missed else "none"))
+    if args.markdown and workers_text:
+        write_markdown(Path(args.markdown), "\n".join([
+            "Measured %s on %s (%d cores), pixflow %s; best of %d repetitions; 1-minute load average %.2f at the "
+            "start, %.2f at the end. Command: `%s`." % (
+                when.strftime("%Y-%m-%d %H:%M %Z"), info["cpu"] or "unknown CPU", info["nproc"], info["pixflow_commit"],
+                args.reps, quiet["load1_at_start"], quiet["load1_at_end"], args.command), "", workers_text]),
+            WORKERS_BEGIN, WORKERS_END)
     if args.only:
         # A part of the benchmark: its figures are not the results of record.
         path = bench.work / "results-only.json"

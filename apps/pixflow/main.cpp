@@ -1,5 +1,6 @@
 // pixflow — download image galleries and make thumbnails, in one work-stealing flow graph.
-// (enqueue / worker / status spread one gallery over many machines through Redis: queue_commands.hpp)
+// (enqueue / worker / status spread one gallery over many machines through Redis: queue_commands.hpp;
+// built only with -DPIXFLOW_WITH_REDIS=ON, the default)
 //
 //   gallery:  pages ─▶ limit ─▶ fetch (io: a page and its albums) ─▶ list ─▶ limit ─┐
 //   urls:     source ─▶ limit ────────────────────────────────────────────────────────┤
@@ -38,7 +39,9 @@
 #include <pixflow/tasks/sources.hpp>
 
 #include "exit_codes.hpp"
+#if PIXFLOW_WITH_REDIS
 #include "queue_commands.hpp"
+#endif
 
 namespace {
 
@@ -252,8 +255,10 @@ int main(int argc, char** argv) {
   thumbs->add_option("dir", folder, "Folder of images")->required();
   add_common_options(*thumbs, common);
 
+#if PIXFLOW_WITH_REDIS
   QueueCommandState queue_state;
   add_queue_commands(app, queue_state);
+#endif
 
   try {
     app.parse(argc, argv);
@@ -261,7 +266,9 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? exit_ok : exit_usage;
   }
+#if PIXFLOW_WITH_REDIS
   if (auto code = run_queue_command(queue_state)) return *code;
+#endif
 
   PipelineConfig config;
   try {

@@ -15,11 +15,14 @@
 #include <utility>
 
 #include <pixflow/engine/cancel.hpp>
+#include <pixflow/queue/address.hpp>
+#include <pixflow/queue/config.hpp>
+#include <pixflow/queue/work_queue.hpp>
+#include <pixflow/queue/worker.hpp>
 #include <pixflow/tasks/config.hpp>
 #include <pixflow/tasks/http.hpp>
 #include <pixflow/tasks/listing.hpp>
 #include <pixflow/tasks/naming.hpp>
-#include <pixflow/tasks/queue.hpp>
 #include <pixflow/tasks/sources.hpp>
 
 #include "exit_codes.hpp"
@@ -27,6 +30,7 @@
 namespace {
 
 using namespace pixflow::tasks;
+using namespace pixflow::queue;
 using namespace pixflow::cli;
 
 void add_connection_options(CLI::App& cmd, QueueCommandState& state) {
@@ -75,6 +79,10 @@ int run_enqueue(const QueueCommandState& state, const RedisAddress& address, con
     HttpClient http(http_options(config.pipeline));
     const std::size_t window = config.pipeline.fetch_concurrency.is_unlimited() ? 16 : config.pipeline.fetch_concurrency.limit();
     GalleryListing listing = list_gallery(http, state.query, window, [] { return pixflow::interrupt_requested(); });
+    // Queued largest first by their listed size, as a local run starts a page's downloads: workers take
+    // items in queue order, and a large file taken last would make the queue's tail.
+    std::stable_sort(listing.images.begin(), listing.images.end(),
+                     [](const ListedImage& a, const ListedImage& b) { return a.size > b.size; });
     for (auto& image : listing.images) {
       if (image.skip_reason.empty()) {
         urls.push_back(std::move(image.link));
@@ -142,7 +150,7 @@ int run_worker_command(const QueueCommandState& state, const RedisAddress& addre
   if (!quiet)
     std::cerr << "pixflow worker: " << report.consumer << ": " << report.items << " items (" << report.ok << " ok, "
               << report.failed << " failed, " << report.skipped << " skipped, " << report.reclaimed << " reclaimed) in "
-              << report.batches << " batches, " << std::fixed << std::setprecision(2) << report.wall_s << " s\n";
+              << std::fixed << std::setprecision(2) << report.wall_s << " s\n";
   return report.failed > 0 || report.interrupted ? exit_items_failed : exit_ok;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// The Redis scale-out subcommands of the pixflow CLI (pixflow::tasks queue.hpp does the work):
+// The Redis scale-out subcommands of the pixflow CLI (pixflow::queue does the work):
 //
 //   pixflow enqueue --redis URL --queue NAME gallery [--api URL] [--section S] [--sort S] [--pages N] [--client-id ID]
 //   pixflow enqueue --redis URL --queue NAME urls FILE|-

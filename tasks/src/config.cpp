@@ -297,7 +297,7 @@ PipelineConfig parse_config(const json& document, PipelineConfig defaults) {
        });
      }},
     // The queue settings of `pixflow worker` share the file; they are read and checked by
-    // parse_queue_config (queue.hpp), so one config serves local runs and workers.
+    // parse_queue_config (pixflow/queue/config.hpp), so one config serves local runs and workers.
     {"redis", [](const json&, const pointer&) {}},
   });
   return c;

@@ -1,8 +1,10 @@
 # The install-and-consume test (cmake -P): installs this build into a fresh prefix, checks the layout,
 # then configures and builds apps/embed as an outside project against it (find_package(pixflow) through
 # CMAKE_PREFIX_PATH only) and runs it on the sample photos (check_embed.py).
+# With the Redis queue built (WITH_REDIS), it also builds tests/apps/queue_consumer against the optional
+# `queue` component (find_package(pixflow COMPONENTS queue)) and runs it.
 # Variables (-D): BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER LAUNCHER BUILD_TYPE SANITIZE_FLAGS VERSION
-#                 PYTHON
+#                 PYTHON WITH_REDIS
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(NOT code EQUAL 0)
@@ -35,17 +37,17 @@ endforeach()
 
 # The outside project: the same compiler, build type and (in the asan/tsan presets) sanitizer flags as
 # this build, so the embed binary can link the instrumented libraries and is instrumented itself.
-set(configure ${CMAKE_COMMAND} -S ${SOURCE_DIR}/apps/embed -B ${WORK_DIR}/build -G ${GENERATOR}
+set(configure_options -G ${GENERATOR}
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
 if(LAUNCHER)
-  list(APPEND configure -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
+  list(APPEND configure_options -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
 endif()
 if(SANITIZE_FLAGS)
-  list(APPEND configure "-DCMAKE_CXX_FLAGS=${SANITIZE_FLAGS}")
+  list(APPEND configure_options "-DCMAKE_CXX_FLAGS=${SANITIZE_FLAGS}")
 endif()
 message(STATUS "configure apps/embed against ${prefix}")
-run(${configure})
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/apps/embed -B ${WORK_DIR}/build ${configure_options})
 file(STRINGS ${WORK_DIR}/build/CMakeCache.txt found REGEX "^pixflow_DIR:")
 if(NOT found STREQUAL "pixflow_DIR:PATH=${prefix}/lib/cmake/pixflow")
   message(FATAL_ERROR "apps/embed found pixflow elsewhere: ${found}")
@@ -60,4 +62,24 @@ execute_process(
   RESULT_VARIABLE code)
 if(NOT code EQUAL 0)
   message(FATAL_ERROR "the embed program built against the installed package failed its check")
+endif()
+
+if(WITH_REDIS)
+  foreach(file IN ITEMS lib/libpixflow_queue.a lib/cmake/pixflow/pixflowQueueTargets.cmake
+                        include/pixflow/queue/worker.hpp include/pixflow/queue/work_queue.hpp)
+    if(NOT EXISTS ${prefix}/${file})
+      message(FATAL_ERROR "not installed: ${prefix}/${file}")
+    endif()
+  endforeach()
+  message(STATUS "configure, build and run tests/apps/queue_consumer (COMPONENTS queue) against ${prefix}")
+  run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/apps/queue_consumer -B ${WORK_DIR}/queue-build ${configure_options})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/queue-build)
+  run(${WORK_DIR}/queue-build/queue_consumer)
+  if(NOT run_output MATCHES "queue component ok: redis://127.0.0.1:6390/2")
+    message(FATAL_ERROR "queue_consumer printed '${run_output}'")
+  endif()
+else()
+  if(EXISTS ${prefix}/lib/libpixflow_queue.a)
+    message(FATAL_ERROR "built without the queue, yet ${prefix}/lib/libpixflow_queue.a is installed")
+  endif()
 endif()

@@ -155,7 +155,7 @@ class ConfigError : public std::runtime_error {
 };
 
 /// Reads `document` onto `defaults` (a top-level `/redis` object is left to parse_queue_config in
-/// queue.hpp): keys present override, absent keys keep the default (a `sizes`
+/// pixflow/queue/config.hpp): keys present override, absent keys keep the default (a `sizes`
 /// array replaces the whole list). Unknown keys at any level, wrong types (a boolean or a float where
 /// an integer is expected, ...), out-of-range values, malformed sizes and unknown formats throw
 /// ConfigError naming the JSON path. Keys are checked in the document's key order (nlohmann::json
