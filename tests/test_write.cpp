@@ -319,6 +319,8 @@ TEST_CASE("every durability writes complete files under their final names and le
   const auto mode = GENERATE(Durability::per_item, Durability::at_end, Durability::none);
   INFO("durability " << to_string(mode));
   const TempDir dir;
+  const auto durable = OutputSync::open(dir.path());
+  REQUIRE(durable);
   const auto photo_bytes = read_bytes(pixflow::test::photo("aqua.jpg"));
   std::vector<std::string> expected;
   for (int i = 0; i < 20; ++i) {
@@ -342,7 +344,31 @@ TEST_CASE("every durability writes complete files under their final names and le
   CHECK(taken.error().reason == "cannot write: name taken by a folder");
   CHECK_FALSE(has_temporary(dir.path()));
 
-  CHECK(sync_output_folder(dir.path()));
+  CHECK(durable->sync());
+}
+
+TEST_CASE("OutputSync holds OUT for a run and syncs its filesystem as often as asked", "[write]") {
+  const TempDir dir;
+  auto durable = OutputSync::open(dir.path());  // at the start, before anything is written
+  REQUIRE(durable);
+  const auto bytes = pattern(64 * 1024, 5);
+  for (const char* name : {"a.bin", "b.bin", "c.bin", "d.bin", "e.bin", "f.bin", "g.bin", "h.bin", "i.bin", "j.bin"})
+    REQUIRE(write_file_atomically(dir.path(), name, bytes, Durability::at_end));
+  CHECK(durable->sync());
+  REQUIRE(write_file_atomically(dir.path(), "late.bin", bytes, Durability::at_end));
+  CHECK(durable->sync());  // a worker syncs once per batch of acknowledgements
+  OutputSync moved = std::move(*durable);  // move-only; the moved-to one owns the folder
+  CHECK(moved.sync());
+  durable = OutputSync::open(dir.path());
+  REQUIRE(durable);
+  CHECK(durable->sync());
+  CHECK(names_in(dir.path()).size() == 11);
+  CHECK_FALSE(has_temporary(dir.path()));
+
+  const auto missing = OutputSync::open(dir / "missing");
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().reason == "cannot sync: no such file or directory");
+  CHECK(missing.error().detail == (dir / "missing").string());
 }
 
 TEST_CASE("sync_output_folder syncs OUT's filesystem, and names a folder it cannot open", "[write]") {

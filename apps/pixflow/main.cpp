@@ -218,7 +218,8 @@ int run(const Source& source, const CommonOptions& common, const PipelineConfig&
       for (const auto& e : report.listing_errors) std::cerr << "pixflow: " << e.reason << '\n';
     return exit_source_unusable;
   }
-  if (report.count(ItemStatus::failed) > 0 || !report.listing_errors.empty() || report.run.cancelled)
+  if (!report.sync_error.empty()) std::cerr << "pixflow: the outputs may not be on disk: " << report.sync_error << '\n';
+  if (report.count(ItemStatus::failed) > 0 || !report.listing_errors.empty() || report.run.cancelled || !report.sync_error.empty())
     return exit_items_failed;
   return code;
 }

@@ -150,10 +150,12 @@ int run_download(const DownloadOptions& options) {
   std::size_t failed = 0;
   std::size_t bytes = 0;
   {
+    auto durable = pixflow::tasks::OutputSync::open(options.out);  // held for the run, as the pipeline does
+    if (!durable) throw std::runtime_error(durable.error().reason + " (" + durable.error().detail + ")");
     DownloadRun run(options, config);
     run.run();
-    if (config.durability == pixflow::tasks::Durability::at_end) {  // as the pipeline ends its run
-      if (auto synced = pixflow::tasks::sync_output_folder(options.out); !synced)
+    if (config.durability == pixflow::tasks::Durability::at_end) {  // one syncfs at the end of the run
+      if (auto synced = durable->sync(); !synced)
         throw std::runtime_error(synced.failure().reason + " (" + synced.failure().detail + ")");
     }
     done = run.done();

@@ -21,12 +21,13 @@ return now
 }  // namespace
 
 Acker::Acker(const RedisAddress& address, double connect_timeout_s, Keys keys, std::string consumer, double tick_s,
-             OutageLog& outage)
+             OutageLog& outage, std::function<bool()> before_record)
     : connection_(address, connect_timeout_s, 0),
       keys_(std::move(keys)),
       consumer_(std::move(consumer)),
       tick_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(tick_s))),
       outage_(outage),
+      before_record_(std::move(before_record)),
       thread_([this] { loop(); }) {}
 
 Acker::~Acker() { stop(); }
@@ -92,9 +93,14 @@ void Acker::loop() {
     bool ok = true;
     try {
       if (!connection_.connected()) connection_.connect();
-      if (!batch.empty()) record(batch);
-      if (tick_due) beat(held);
-      outage_.restored();
+      // What is acknowledged must be on disk first: one sync for the whole batch.
+      if (!batch.empty() && before_record_ && !before_record_()) {
+        ok = false;
+      } else {
+        if (!batch.empty()) record(batch);
+        if (tick_due) beat(held);
+        outage_.restored();
+      }
     } catch (const QueueError& e) {
       ok = false;
       connection_.close();

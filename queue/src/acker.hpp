@@ -29,8 +29,11 @@ struct Finished {
 class Acker {
  public:
   /// Starts the thread. `tick_s`: how often the heartbeat and the lease renewal go out.
+  /// `before_record`, when given, runs before each batch is recorded and acknowledged: the outputs of
+  /// what is acknowledged must be on disk first (one sync of OUT per batch, durability "at-end"); false
+  /// holds the batch back and tries again after a backoff.
   Acker(const RedisAddress& address, double connect_timeout_s, Keys keys, std::string consumer, double tick_s,
-        OutageLog& outage);
+        OutageLog& outage, std::function<bool()> before_record = {});
   ~Acker();
   Acker(const Acker&) = delete;
   Acker& operator=(const Acker&) = delete;
@@ -59,6 +62,7 @@ class Acker {
   const std::string consumer_;
   const Clock::duration tick_;
   OutageLog& outage_;
+  std::function<bool()> before_record_;
   mutable std::mutex mutex_;
   std::condition_variable wake_, flushed_;
   std::deque<Finished> queue_;

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "connection.hpp"
 #include "layout.hpp"
 #include "pixflow/engine/cancel.hpp"
+#include "pixflow/tasks/write.hpp"
 
 namespace pixflow::queue {
 namespace {
@@ -80,7 +82,17 @@ class Worker {
     if (!output) throw tasks::OutputFolderError(output.error().reason);
     main_.connect();  // the first connection must work: a wrong address fails fast
     ensure_group(main_, keys_);
-    Acker acker(options_.redis, options_.queue_config.connect_timeout_s, keys_, consumer_, tick_s_, outage_);
+    // Durability "at-end": the outputs of a batch are made durable (one syncfs of OUT) before the batch
+    // is acknowledged; "per-item" writes are durable already, "none" promises nothing.
+    std::function<bool()> sync_before_ack;
+    if (options_.pipeline.config.durability == tasks::Durability::at_end)
+      sync_before_ack = [this] {
+        const auto synced = tasks::sync_output_folder(options_.pipeline.out);
+        if (!synced) say("cannot acknowledge yet: " + synced.failure().reason);
+        return synced.ok();
+      };
+    Acker acker(options_.redis, options_.queue_config.connect_timeout_s, keys_, consumer_, tick_s_, outage_,
+                std::move(sync_before_ack));
     acker_ = &acker;
     say("worker " + consumer_ + " joined queue " + options_.queue + " on " + options_.redis.to_string());
 

@@ -261,6 +261,10 @@ class PipelineRun {
     report.run = graph_.run();
     if (producer_.joinable()) producer_.join();
     if (report_unplanned_) report_unplanned_();
+    // Durability "at-end": everything this run wrote reaches the disk before it reports (one syncfs).
+    if (config_.durability == Durability::at_end && !shape_only_) {
+      if (auto synced = sync_output_folder(options_.out); !synced) report.sync_error = synced.failure().reason;
+    }
     // The run's wall time counts the planning before the graph started, too.
     report.run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     report.items = ledger_.take(report.run.cancelled ? report.run.cancel_reason : "not processed",
@@ -601,7 +605,8 @@ class PipelineRun {
                    }
                    return out;
                  })
-        // Writes fsync: they run on the disk pool, so no compute worker waits on the disk.
+        // Writes run on the disk pool (with durability "per-item" each fsyncs), so no compute worker
+        // waits on the disk.
         .io<Written>("write", config_.write_concurrency,
                      [this](Encoded item, pixflow::Completion<Written> done) {
                        disk_->submit([this, item = std::move(item), done] { done(write_outputs(item)); });
@@ -623,13 +628,13 @@ class PipelineRun {
     };
     if (options_.save_originals) {
       if (item.job.resume != Resume::original_in_out) {
-        auto path = write_file_atomically(options_.out, item.job.name, item.original);
+        auto path = write_file_atomically(options_.out, item.job.name, item.original, config_.durability);
         if (!path) return failed(std::move(path).error());
       }
       written.outputs.push_back(item.job.name);
     }
     for (const auto& [name, bytes] : item.thumbnails) {
-      auto path = write_file_atomically(options_.out, name, bytes);
+      auto path = write_file_atomically(options_.out, name, bytes, config_.durability);
       if (!path) return failed(std::move(path).error());
       written.outputs.push_back(name);
     }

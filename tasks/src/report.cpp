@@ -95,6 +95,7 @@ nlohmann::json run_json(const PipelineReport& report) {
       {"peak_in_flight", report.run.peak_live},
       {"cancelled", report.run.cancelled},
       {"cancel_reason", report.run.cancel_reason},
+      {"sync_error", report.sync_error},
   };
 }
 

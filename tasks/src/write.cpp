@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <system_error>
+#include <utility>
 
 #include "errno_reason.hpp"
 
@@ -145,17 +146,44 @@ Expected<std::filesystem::path> write_file_atomically(const std::filesystem::pat
   return target;
 }
 
-Expected<void> sync_output_folder(const std::filesystem::path& out) {
-  const auto failure = [&](int error) { return Error{"cannot sync: " + detail::errno_reason(error), out.string()}; };
+namespace {
+Error sync_failure(int error, const std::filesystem::path& out) {
+  return Error{"cannot sync: " + detail::errno_reason(error), out.string()};
+}
+}  // namespace
+
+Expected<OutputSync> OutputSync::open(const std::filesystem::path& out) {
   const int fd = ::open(out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return failure(errno);
+  if (fd < 0) return sync_failure(errno, out);
+  return OutputSync(fd, out);
+}
+
+Expected<void> OutputSync::sync() const {
   // One syncfs writes back every dirty page and inode of the filesystem and commits its journal: the
   // files written since the last sync, their renames and the folder's entries, at the cost of one call.
-  const int result = ::syncfs(fd);
-  const int error = errno;
-  ::close(fd);
-  if (result != 0) return failure(error);
+  if (::syncfs(fd_) != 0) return sync_failure(errno, out_);
   return pixflow::ok();
+}
+
+OutputSync::OutputSync(OutputSync&& other) noexcept : fd_(std::exchange(other.fd_, -1)), out_(std::move(other.out_)) {}
+
+OutputSync& OutputSync::operator=(OutputSync&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    out_ = std::move(other.out_);
+  }
+  return *this;
+}
+
+OutputSync::~OutputSync() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Expected<void> sync_output_folder(const std::filesystem::path& out) {
+  auto durable = OutputSync::open(out);
+  if (!durable) return std::move(durable).error();
+  return durable->sync();
 }
 
 bool output_complete(const std::filesystem::path& out, std::string_view name) {

@@ -58,6 +58,9 @@ struct PipelineReport {
   ItemTally tally;                        ///< every item, kept or not
   std::vector<ListingError> listing_errors;
   pixflow::RunReport run;                 ///< per-node figures, wall time, cancellation
+  /// Why the outputs could not be made durable at the end of the run (durability "at-end": syncfs
+  /// failed, e.g. an I/O error); empty when they were, or when durability is another choice.
+  std::string sync_error;
 
   [[nodiscard]] std::size_t count(ItemStatus status) const;
   /// Failures grouped by reason, most frequent first ("http 404" → 3).

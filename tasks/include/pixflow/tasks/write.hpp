@@ -9,8 +9,9 @@
 /// remove_stale_temporaries(out_dir);                      // leftovers of a crashed run, before starting
 /// auto path = write_file_atomically(out_dir, "aqua_thumbnail.jpg", bytes, Durability::at_end);
 /// if (!path) report(path.error().reason, path.error().detail);  // "cannot write: no space left on device", path
+/// auto durable = OutputSync::open(out_dir);              // at the start: reports write-back errors from now on
 /// // ... every write of the run ...
-/// if (auto synced = sync_output_folder(out_dir); !synced) warn(synced.failure().reason);  // "cannot sync: ..."
+/// if (auto synced = durable->sync(); !synced) warn(synced.failure().reason);  // "cannot sync: ..."
 /// @endcode
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <utility>
 
 #include "pixflow/tasks/expected.hpp"
 
@@ -40,8 +42,8 @@ enum class Durability {
   /// returns. Two fsyncs per file (1,600 for 400 photos and their thumbnails: 1.7 s of the disk threads).
   per_item,
   /// No fsync per file (its write-back is started, not waited for: sync_file_range(2)); the caller
-  /// calls sync_output_folder(out) once at the end of the run (one syncfs(2)), and a Redis worker before
-  /// it acknowledges a batch. A power loss (not a kill) before that sync may leave the files written
+  /// syncs OUT once at the end of the run (OutputSync: one syncfs(2)), and a Redis worker before it
+  /// acknowledges a batch. A power loss (not a kill) before that sync may leave the files written
   /// since the last sync missing, empty or cut short, as the filesystem had written them back: after
   /// one, rerun with --force (a resume trusts what stands).
   at_end,
@@ -71,15 +73,42 @@ Expected<std::filesystem::path> write_file_atomically(const std::filesystem::pat
                                                       std::span<const std::uint8_t> bytes,
                                                       Durability durability = Durability::per_item);
 
-/// Makes everything written so far into `out` durable with one syncfs(2) of the filesystem `out` is
-/// on: file data, the renames and the folder itself (Durability::at_end's sync; a no-op's cost when
-/// nothing is dirty). It also writes back other dirty files of that filesystem: one call per run (or
-/// per batch of acknowledgements), never per file. Fails with "cannot sync: <strerror>" and `out` in
-/// the detail when the folder cannot be opened, or the kernel reports a write-back error since it was
-/// opened (Linux >= 5.8 reports them through syncfs: EIO, ENOSPC, EDQUOT). Thread-safe.
+/// OUT held open for a run, to make what the run wrote durable (Durability::at_end) with syncfs(2): file
+/// data, the renames and the folder itself, in one call. syncfs reports the write-back errors of the
+/// filesystem since the descriptor was opened (Linux >= 5.8: EIO, ENOSPC, EDQUOT), so open it when the
+/// run starts: an error of a write-back the kernel did on its own mid-run is then reported too, once.
+/// A sync also writes back other dirty files of that filesystem: one per run, or per batch of a Redis
+/// worker's acknowledgements, never per file. Move-only; sync() is thread-safe.
 /// @code
-/// auto synced = sync_output_folder(out);   // after the last write of the run
-/// if (!synced) std::cerr << "pixflow: " << synced.failure().reason << " (" << synced.failure().detail << ")\n";
+/// auto durable = OutputSync::open(out);          // at the start of the run, once OUT exists
+/// // ... write_file_atomically(out, name, bytes, Durability::at_end) for every file ...
+/// if (auto synced = durable->sync(); !synced)   // "cannot sync: input/output error", OUT in the detail
+///   std::cerr << "pixflow: " << synced.failure().reason << " (" << synced.failure().detail << ")\n";
+/// @endcode
+class OutputSync {
+ public:
+  /// Opens `out` (a folder); Error "cannot sync: <strerror>" with `out` in the detail when it cannot.
+  static Expected<OutputSync> open(const std::filesystem::path& out);
+  /// One syncfs of OUT's filesystem; Error "cannot sync: <strerror>" (OUT in the detail) when the kernel
+  /// reports a write-back error since open() or the previous sync().
+  [[nodiscard]] Expected<void> sync() const;
+
+  OutputSync(OutputSync&& other) noexcept;
+  OutputSync& operator=(OutputSync&& other) noexcept;
+  OutputSync(const OutputSync&) = delete;
+  OutputSync& operator=(const OutputSync&) = delete;
+  ~OutputSync();
+
+ private:
+  OutputSync(int fd, std::filesystem::path out) : fd_(fd), out_(std::move(out)) {}
+  int fd_ = -1;
+  std::filesystem::path out_;
+};
+
+/// OutputSync::open(out) then sync(): everything written into `out` so far made durable, in one call;
+/// write-back errors are reported only from the moment it opens `out` (hold an OutputSync for a run).
+/// @code
+/// if (auto synced = sync_output_folder(out); !synced) std::cerr << synced.failure().reason << '\n';
 /// @endcode
 Expected<void> sync_output_folder(const std::filesystem::path& out);
 
