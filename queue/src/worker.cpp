@@ -85,9 +85,11 @@ class Worker {
     // Durability "at-end": the outputs of a batch are made durable (one syncfs of OUT) before the batch
     // is acknowledged; "per-item" writes are durable already, "none" promises nothing.
     std::function<bool()> sync_before_ack;
+    auto output_sync = tasks::OutputSync::open(options_.pipeline.out);  // held for the worker's life
+    if (!output_sync) throw tasks::OutputFolderError(output_sync.error().reason);
     if (options_.pipeline.config.durability == tasks::Durability::at_end)
-      sync_before_ack = [this] {
-        const auto synced = tasks::sync_output_folder(options_.pipeline.out);
+      sync_before_ack = [this, &output_sync] {
+        const auto synced = output_sync->sync();
         if (!synced) say("cannot acknowledge yet: " + synced.failure().reason);
         return synced.ok();
       };

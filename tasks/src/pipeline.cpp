@@ -242,8 +242,9 @@ std::size_t disk_threads(const PipelineConfig& config) {
 ///     folder) → fetched (merge) → decode → thumbnail → [custom stages] → encode → write → record.
 class PipelineRun {
  public:
-  PipelineRun(const PipelineOptions& options, bool keep_items)
+  PipelineRun(const PipelineOptions& options, bool keep_items, const OutputSync* output_sync = nullptr)
       : options_(options),
+        output_sync_(output_sync),
         config_(options.config),
         box_(largest_box(config_.thumbnail.sizes)),
         several_sizes_(config_.thumbnail.sizes.size() > 1),
@@ -261,9 +262,10 @@ class PipelineRun {
     report.run = graph_.run();
     if (producer_.joinable()) producer_.join();
     if (report_unplanned_) report_unplanned_();
-    // Durability "at-end": everything this run wrote reaches the disk before it reports (one syncfs).
-    if (config_.durability == Durability::at_end && !shape_only_) {
-      if (auto synced = sync_output_folder(options_.out); !synced) report.sync_error = synced.failure().reason;
+    // Durability "at-end": everything this run wrote reaches the disk before it reports (one syncfs
+    // on a descriptor held since before the run, so a write-back error at any time is seen).
+    if (config_.durability == Durability::at_end && output_sync_ != nullptr) {
+      if (auto synced = output_sync_->sync(); !synced) report.sync_error = synced.failure().reason;
     }
     // The run's wall time counts the planning before the graph started, too.
     report.run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -642,6 +644,7 @@ class PipelineRun {
   }
 
   const PipelineOptions& options_;
+  const OutputSync* const output_sync_;  // run_pipeline's: OUT, opened before the run (durability at-end)
   const std::filesystem::file_time_type started_on_disk_clock_ = std::filesystem::file_time_type::clock::now();
   const PipelineConfig& config_;
   const Size box_;
@@ -699,10 +702,12 @@ PipelineReport run_pipeline(const Source& source, const PipelineOptions& options
   // of crashed runs.
   auto lock = OutputLock::acquire(options.out, options.output_lock);
   if (!lock) throw OutputFolderError(lock.error().reason);
+  auto output_sync = OutputSync::open(options.out);
+  if (!output_sync) throw OutputFolderError(output_sync.error().reason);
   // TBB owns the cores: OpenCV must not start threads of its own inside a node.
   cv::setNumThreads(1);
   // A stream's items are not kept once finished (a worker runs for days): on_item has them.
-  PipelineRun run(options, options.keep_items && !std::holds_alternative<StreamSource>(source));
+  PipelineRun run(options, options.keep_items && !std::holds_alternative<StreamSource>(source), &*output_sync);
   return run.run(source);
 }
 
