@@ -249,8 +249,9 @@ TEST_CASE("pixflow gallery writes a JSON report, items as they finish with their
   CHECK(report.at("wall_s").get<double>() > 0.0);
 
   // The summary on stderr: totals, then failures grouped by reason.
-  CHECK_THAT(run.err, Catch::Contains("1 failed"));
+  CHECK_THAT(run.err, Catch::Contains("2 failed"));
   CHECK_THAT(run.err, Catch::Contains("failed ×1: truncated gif"));
+  CHECK_THAT(run.err, Catch::Contains("failed ×1: truncated mp4"));  // the fixture's clip: an ftyp box only
   CHECK(run.out.empty());
 }
 

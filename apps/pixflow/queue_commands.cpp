@@ -83,8 +83,10 @@ int run_enqueue(const QueueCommandState& state, const RedisAddress& address, con
     // items in queue order, and a large file taken last would make the queue's tail.
     std::stable_sort(listing.images.begin(), listing.images.end(),
                      [](const ListedImage& a, const ListedImage& b) { return a.size > b.size; });
+    const bool posters = config.pipeline.thumbnail.video == VideoMode::poster;
     for (auto& image : listing.images) {
-      if (image.skip_reason.empty()) {
+      const std::string_view why = listed_skip_reason(image, posters);  // the rule a local run applies
+      if (why.empty()) {
         urls.push_back(std::move(image.link));
         continue;
       }
@@ -92,7 +94,7 @@ int run_enqueue(const QueueCommandState& state, const RedisAddress& address, con
       item.input = std::move(image.link);
       item.status = ItemStatus::skipped;
       item.stage = "list";
-      item.reason = std::move(image.skip_reason);
+      item.reason = std::string(why);
       skipped.push_back(std::move(item));
     }
     for (auto& e : listing.errors) errors.push_back(std::move(e.reason));

@@ -19,6 +19,7 @@
 
 #include "pixflow/engine/cancel.hpp"
 #include "pixflow/engine/graph.hpp"
+#include "pixflow/tasks/animation.hpp"
 #include "pixflow/tasks/blocking_pool.hpp"
 #include "pixflow/tasks/decode.hpp"
 #include "pixflow/tasks/listing.hpp"
@@ -26,6 +27,7 @@
 #include "pixflow/tasks/output_lock.hpp"
 #include "pixflow/tasks/sources.hpp"
 #include "pixflow/tasks/thumbnail.hpp"
+#include "pixflow/tasks/video.hpp"
 #include "pixflow/tasks/write.hpp"
 
 namespace pixflow::tasks {
@@ -343,6 +345,17 @@ class PipelineRun {
   /// "-2"), or, for a stream, the name alone — every worker must give an item the same names.
   std::string claim(std::string name, const std::string& key) { return stream_ ? name : names_.claim(name, key); }
 
+  /// The thumbnail format of an original called `name` (known before the download, so names can be
+  /// planned): output_format's, or, when animations are kept ("animate"), animated_output_format's for
+  /// a .gif or a .webp (they may be animated; an animated file named otherwise gets a still).
+  ImageFormat planned_format(const std::string& name) const {
+    const ImageFormat by_name = format_of_name(name);
+    const bool may_animate = by_name == ImageFormat::gif || by_name == ImageFormat::webp;
+    if (config_.thumbnail.animated == AnimatedMode::animate && may_animate)
+      return animated_output_format(by_name, config_.thumbnail.format);
+    return output_format(by_name, config_.thumbnail.format);
+  }
+
   /// Registers an item (in input order), plans its outputs and finds where it stands in OUT.
   Job plan(std::string input, bool is_path, std::string original_name) {
     Job job;
@@ -353,7 +366,7 @@ class PipelineRun {
       job.url = input;
     // Names are claimed here, in input order, so the same input gives the same names every run.
     job.name = claim(original_name, input);
-    const ImageFormat format = output_format(format_of_name(job.name), config_.thumbnail.format);
+    const ImageFormat format = planned_format(job.name);
     for (const Size& box : config_.thumbnail.sizes)
       job.thumbnails.push_back({box, format, claim(thumbnail_name(job.name, box, several_sizes_, format), input + "\n" + to_string(box))});
     std::vector<std::string> outputs;
@@ -495,8 +508,9 @@ class PipelineRun {
       order_->add(
           std::move(page),
           [&](int, ListedImage image, std::size_t) {
-            if (!image.skip_reason.empty())
-              ledger_.finish(ledger_.add(input_item(image.link, false)), ItemStatus::skipped, "list", image.skip_reason);
+            const std::string_view why = listed_skip_reason(image, config_.thumbnail.video == VideoMode::poster);
+            if (!why.empty())
+              ledger_.finish(ledger_.add(input_item(image.link, false)), ItemStatus::skipped, "list", std::string(why));
             else
               jobs.emplace_back(image.size, plan(image.link, false, name_from_url(image.link)));
           },
@@ -566,18 +580,51 @@ class PipelineRun {
     });
   }
 
+  /// What a fetched item is, by its bytes (media_kind), and so which branch decodes it: a still, an
+  /// animation kept as one ("animate", planned as .gif/.webp), a video's poster, or a video passed
+  /// over ("skip").
+  enum class Kind : std::size_t { still = 0, animation = 1, video = 2, skipped_video = 3 };
+  Kind kind_of(const Fetched& item) const {
+    switch (media_kind(item.bytes)) {
+      case MediaKind::video:
+        return config_.thumbnail.video == VideoMode::poster ? Kind::video : Kind::skipped_video;
+      case MediaKind::animated: {
+        const ImageFormat planned = item.job.thumbnails.front().format;
+        const bool animates = planned == ImageFormat::gif || planned == ImageFormat::webp;
+        return config_.thumbnail.animated == AnimatedMode::animate && animates ? Kind::animation : Kind::still;
+      }
+      case MediaKind::still: break;
+    }
+    return Kind::still;
+  }
+
   void thumbnails(pixflow::Stream<Fetched> fetched) {
+    auto [stills, animations, videos, skipped_videos] =
+        fetched.route("kind", {"still", "animated", "video", "video (skip)"},
+                      [this](const Fetched& item) { return static_cast<std::size_t>(kind_of(item)); });
+    skipped_videos.sink("skip video", pixflow::Concurrency::unlimited(), [this](Fetched item) -> pixflow::Result<void> {
+      ledger_.finish(item.job.id, ItemStatus::skipped, "kind", "not an image (video)");
+      return pixflow::ok();
+    });
+    const auto keep_original = [this](Fetched& item) {
+      // An original read back from OUT (resume) is not written again.
+      return options_.save_originals && !item.from_out ? std::move(item.bytes) : Bytes{};
+    };
+    auto decoded = pixflow::merge(
+        "decoded",
+        stills.compute("decode", config_.decode_concurrency,
+                       [this, keep_original](Fetched item) -> pixflow::Result<Decoded> {
+                         auto image = decode_image(item.bytes, box_, decode_limits_, config_.thumbnail.mode);
+                         if (!image) return std::move(image).error();
+                         return Decoded{std::move(item.job), keep_original(item), std::move(image).value()};
+                       }),
+        videos.compute("poster", config_.decode_concurrency, [this, keep_original](Fetched item) -> pixflow::Result<Decoded> {
+          auto poster = decode_video_poster(item.bytes, box_, video_limits_);
+          if (!poster) return std::move(poster).error();
+          return Decoded{std::move(item.job), keep_original(item), std::move(poster).value()};
+        }));
     auto rendered =
-        fetched
-            .compute("decode", config_.decode_concurrency,
-                     [this](Fetched item) -> pixflow::Result<Decoded> {
-                       auto image = decode_image(item.bytes, box_, decode_limits_, config_.thumbnail.mode);
-                       if (!image) return std::move(image).error();
-                       // An original read back from OUT (resume) is not written again.
-                       const bool write_original = options_.save_originals && !item.from_out;
-                       Bytes original = write_original ? std::move(item.bytes) : Bytes{};
-                       return Decoded{std::move(item.job), std::move(original), std::move(image).value()};
-                     })
+        decoded
             .compute("thumbnail", config_.thumbnail.concurrency, [mode = config_.thumbnail.mode](Decoded item) -> pixflow::Result<Rendered> {
               // One decode feeds every requested size; each is converted to sRGB after its resize.
               Rendered out{std::move(item.job), std::move(item.original), {}};
@@ -596,17 +643,40 @@ class PipelineRun {
     }
     const EncodeOptions encode{config_.thumbnail.jpeg_quality, config_.thumbnail.webp_quality, config_.thumbnail.png_compression,
                                config_.thumbnail.keep_metadata};
-    rendered
-        .compute("encode", config_.thumbnail.concurrency,
-                 [encode](Rendered item) -> pixflow::Result<Encoded> {
-                   Encoded out{std::move(item.job), std::move(item.original), {}};
-                   for (const auto& t : item.set.thumbnails) {
-                     auto bytes = encode_image(t.pixels, t.format, encode);
-                     if (!bytes) return std::move(bytes).error();
-                     out.thumbnails.emplace_back(t.name, std::move(bytes).value());
-                   }
-                   return out;
-                 })
+    auto encoded_stills = rendered.compute("encode", config_.thumbnail.concurrency,
+                                           [encode](Rendered item) -> pixflow::Result<Encoded> {
+                                             Encoded out{std::move(item.job), std::move(item.original), {}};
+                                             for (const auto& t : item.set.thumbnails) {
+                                               auto bytes = encode_image(t.pixels, t.format, encode);
+                                               if (!bytes) return std::move(bytes).error();
+                                               out.thumbnails.emplace_back(t.name, std::move(bytes).value());
+                                             }
+                                             return out;
+                                           });
+    // Animations keep every frame: decoded once, each size resized and encoded as an animation (custom
+    // stages see stills only).
+    auto encoded_animations =
+        animations.compute("decode frames", config_.decode_concurrency,
+                           [this, keep_original](Fetched item) -> pixflow::Result<std::pair<Fetched, Animation>> {
+                             auto animation = decode_animation(item.bytes, box_, decode_limits_,
+                                                               AnimationLimits{.max_frames = config_.thumbnail.max_frames},
+                                                               config_.thumbnail.mode);
+                             if (!animation) return std::move(animation).error();
+                             item.bytes = keep_original(item);
+                             return std::pair{std::move(item), std::move(animation).value()};
+                           })
+            .compute("animate", config_.thumbnail.concurrency,
+                     [encode, mode = config_.thumbnail.mode](std::pair<Fetched, Animation> item) -> pixflow::Result<Encoded> {
+                       auto& [source, animation] = item;
+                       Encoded out{std::move(source.job), std::move(source.bytes), {}};
+                       for (const auto& planned : out.job.thumbnails) {
+                         auto bytes = encode_animation(make_animated_thumbnail(animation, planned.box, mode), planned.format, encode);
+                         if (!bytes) return std::move(bytes).error();
+                         out.thumbnails.emplace_back(planned.name, std::move(bytes).value());
+                       }
+                       return out;
+                     });
+    pixflow::merge("encoded", encoded_stills, encoded_animations)
         // Writes run on the disk pool (with durability "per-item" each fsyncs), so no compute worker
         // waits on the disk.
         .io<Written>("write", config_.write_concurrency,
@@ -649,6 +719,7 @@ class PipelineRun {
   const PipelineConfig& config_;
   const Size box_;
   const DecodeLimits decode_limits_{.max_memory_bytes = config_.decode_max_memory_mb << 20};
+  const VideoLimits video_limits_{.max_bytes = config_.download.max_bytes, .max_memory_bytes = config_.decode_max_memory_mb << 20};
   const bool several_sizes_;
   Ledger ledger_;
   NameRegistry names_;
