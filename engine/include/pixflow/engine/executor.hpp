@@ -3,7 +3,7 @@
 /// Executor: the worker threads that run graphs — one after another or several at once.
 ///
 /// An Executor owns a oneTBB arena of `threads` threads. Every Graph built on it runs its bodies
-/// there, so a program (a queue worker taking batch after batch, a server running one graph per
+/// there, so a program (a tool running several graphs in turn, a server running one graph per
 /// request kind) keeps one set of threads for all its graphs. A Graph built without one makes its own.
 /// Graphs running at once on one executor share its threads by work stealing. The executor must
 /// outlive the graphs built on it.

@@ -161,7 +161,7 @@ struct PipelineOptions {
   /// Write a Chrome-trace JSON of the run here (chrome://tracing, ui.perfetto.dev): a span per body
   /// and per download/write, a counter of items in flight per node. "" = none.
   std::string trace_path;
-  /// Run on this executor's threads (e.g. one per worker process, for batch after batch) instead of
+  /// Run on this executor's threads (e.g. one set for several runs in one process) instead of
   /// threads of the run's own; `config.threads` is then not used. Must outlive the run.
   pixflow::Executor* executor = nullptr;
 };
