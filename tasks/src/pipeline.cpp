@@ -369,9 +369,7 @@ class PipelineRun {
     const ImageFormat format = planned_format(job.name);
     for (const Size& box : config_.thumbnail.sizes)
       job.thumbnails.push_back({box, format, claim(thumbnail_name(job.name, box, several_sizes_, format), input + "\n" + to_string(box))});
-    std::vector<std::string> outputs;
-    if (options_.save_originals) outputs.push_back(job.name);
-    for (const auto& t : job.thumbnails) outputs.push_back(t.name);
+    std::vector<std::string> outputs = outputs_of(job);
     // Files only ever appear under their final name complete (temporary + rename).
     if (!options_.force && all_complete(outputs))
       job.resume = Resume::done;
