@@ -147,21 +147,27 @@ TEST_CASE("a worker stopped with SIGTERM hands its unfinished items back at once
   const fs::path out = dir / "out";
   const fs::path config = write_config(dir, {{"claim_idle_s", 600}}, {{"max_in_flight", 3}});
   Worker first("first", url, queue, out, config, dir);
-  REQUIRE(wait_until(20, [&] { return watch.status().done == 1; }));  // tiny.jpg; the slow two are held
+  REQUIRE(wait_until(20, [&] { return watch.status().done >= 1; }));  // tiny.jpg; the slow two are held
   first.terminate();
   CHECK(first.wait() == 1);  // stopped
   const json stopped = first.report();
   CHECK(stopped["interrupted"] == true);
-  CHECK(stopped["items"] == 1);
-  CHECK(first.err().find("handed 2 unfinished item(s) back") != std::string::npos);
+  // Usually tiny.jpg alone is done; on a machine slow enough (a loaded CI under ThreadSanitizer) the
+  // 14 s garden.png may finish before the signal lands. Either way every item is done or handed back.
+  const int finished = stopped["items"].get<int>();
+  const int handed = 3 - finished;
+  INFO("first: " << first.err());
+  CHECK(finished >= 1);
+  REQUIRE(handed >= 1);
+  CHECK(first.err().find("handed " + std::to_string(handed) + " unfinished item(s) back") != std::string::npos);
   const QueueStatus held = watch.status();
-  CHECK(held.pending == 2);
+  CHECK(held.pending == static_cast<std::size_t>(handed));
   CHECK(held.failed == 0);  // a cancelled item is not a failed one
 
   // claim_idle_s is 10 minutes, yet the next worker takes them over at once.
   Worker second("second", url, queue, out, config, dir);
   CHECK(second.wait() == 0);
-  CHECK(second.report()["reclaimed"] == 2);
+  CHECK(second.report()["reclaimed"] == handed);
   const QueueStatus s = watch.status();
   CHECK(s.done == 3);
   CHECK(s.pending == 0);
