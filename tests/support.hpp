@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "pixflow/tasks/decode.hpp"
 #include "pixflow/tasks/output_lock.hpp"
+#include "pixflow/tasks/video.hpp"
 
 namespace pixflow::test {
 
@@ -101,6 +103,17 @@ inline std::filesystem::path unwritable_folder(const TempDir& dir) {
   std::filesystem::create_directories(readonly);
   std::filesystem::permissions(readonly, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
   return readonly;
+}
+
+/// Decodes a file the pipeline takes, whatever its kind: a video's poster frame, an image's first frame,
+/// to fit `box`. `source_size` is the picture as displayed (EXIF orientation, a video's rotation applied).
+inline pixflow::tasks::Expected<pixflow::tasks::DecodedImage> decode_file(const std::filesystem::path& file,
+                                                                         pixflow::tasks::Size box = {128, 128}) {
+  const auto bytes = read_bytes(file);
+  const auto format = pixflow::tasks::format_of_name(file.filename().string());
+  if (format == pixflow::tasks::ImageFormat::mp4 || format == pixflow::tasks::ImageFormat::webm)
+    return pixflow::tasks::decode_video_poster(bytes, box);
+  return pixflow::tasks::decode_image(bytes, box);
 }
 
 }  // namespace pixflow::test

@@ -136,10 +136,7 @@ int closed_port() {
 using pixflow::test::files_in;
 
 /// OpenCV 4.6 reads no GIF: a GIF original is read with pixflow's own decoder.
-bool decodes(const fs::path& file) {
-  if (file.extension() == ".gif") return pixflow::tasks::decode_image(pixflow::test::read_bytes(file), {64, 64}).has_value();
-  return !cv::imread(file.string(), cv::IMREAD_UNCHANGED).empty();
-}
+bool decodes(const fs::path& file) { return pixflow::test::decode_file(file, {64, 64}).has_value(); }
 
 /// A few good photo URLs of the fixture, as a URL-list file.
 std::vector<std::string> good_urls() {

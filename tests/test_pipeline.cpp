@@ -58,6 +58,7 @@ struct ExpectedItem {
   std::string name;
   int page = 0;
   std::string album;  // "" when not in an album
+  std::string type;   // the MIME type the item turns out to be (a gifv link's is video/mp4)
   std::string outcome;
   std::string reason;
   std::uintmax_t size = 0;
@@ -79,6 +80,7 @@ std::vector<ExpectedItem> expected_items() {
     item.name = e.at("name").get<std::string>();
     item.page = e.at("page").get<int>();
     if (!e.at("album").is_null()) item.album = e.at("album").get<std::string>();
+    item.type = e.at("type").get<std::string>();
     item.outcome = e.at("outcome").get<std::string>();
     if (!e.at("reason").is_null()) item.reason = e.at("reason").get<std::string>();
     item.size = e.at("size").get<std::uintmax_t>();
@@ -103,23 +105,19 @@ std::vector<std::string> served_urls() {
 
 std::string photo_url(const std::string& name) { return server_url() + "/photos/" + name; }
 
-/// The size an image is displayed at (EXIF orientation applied, as cv::imread does for IMREAD_COLOR;
-/// OpenCV 4.6 reads no GIF: pixflow's decoder gives its screen size).
+/// The size a picture is displayed at (EXIF orientation applied; a GIF's screen, a video's frame).
 cv::Size displayed_size(const fs::path& file) {
-  if (file.extension() == ".gif") {
-    const auto decoded = decode_image(read_bytes(file), Size{128, 128});
-    REQUIRE(decoded);
-    return {decoded->source_size.width, decoded->source_size.height};
-  }
-  const cv::Mat image = cv::imread(file.string(), cv::IMREAD_COLOR);
-  REQUIRE_FALSE(image.empty());
-  return image.size();
+  const auto decoded = pixflow::test::decode_file(file);
+  REQUIRE(decoded);
+  return {decoded->source_size.width, decoded->source_size.height};
 }
 
 /// The thumbnail name of an original with format `same`: JPEG, PNG and WebP keep theirs, a GIF's is a PNG.
 std::string same_format_thumbnail(const std::string& name) {
   const std::string ext = fs::path(name).extension().string();
-  return fs::path(name).stem().string() + "_thumbnail" + (ext == ".gif" ? std::string(".png") : ext);
+  // A GIF's still thumbnail is a PNG, a video's poster a JPEG (output_format).
+  return fs::path(name).stem().string() + "_thumbnail" +
+         (ext == ".gif" ? std::string(".png") : ext == ".mp4" ? std::string(".jpg") : ext);
 }
 
 /// A thumbnail of a `source`-sized picture fits `box` exactly on its limiting side and keeps the aspect
@@ -284,8 +282,9 @@ TEST_CASE("a gallery run ends as expected.json says, item by item, with every ou
   CHECK(tiny.rows == 60);
 
   // Node figures.
-  std::size_t ok = 0, failed = 0, skipped = 0;
+  std::size_t ok = 0, failed = 0, skipped = 0, videos = 0;
   for (const auto& e : expected) {
+    if (e.type.starts_with("video/") && e.outcome != "skipped") ++videos;
     if (e.outcome == "ok") ++ok;
     if (e.outcome == "failed") ++failed;
     if (e.outcome == "skipped") ++skipped;
@@ -300,12 +299,13 @@ TEST_CASE("a gallery run ends as expected.json says, item by item, with every ou
   const auto& download = node(report, "download");
   CHECK(download.items == expected.size() - skipped);
   CHECK(download.failed == 0);
-  // The kind route: the video to `poster`, every other item to `decode`; the GIF cut short and the
-  // MP4 that is only an ftyp box fail there.
+  // The kind route: the videos (an mp4, a gifv's mp4, an mp4 cut short) to `poster`, every other item
+  // to `decode`; the GIF cut short and the MP4 that is only an ftyp box fail there.
   const auto& decode = node(report, "decode");
   const auto& poster = node(report, "poster");
   CHECK(decode.items + poster.items == expected.size() - skipped);
-  CHECK(poster.items == 1);
+  CHECK(videos == 3);
+  CHECK(poster.items == videos);
   CHECK(decode.failed + poster.failed == failed);
   const auto& thumbnail = node(report, "thumbnail");
   CHECK(thumbnail.items == ok);

@@ -73,11 +73,12 @@ TEST_CASE("a URL list file is read, and a missing one is a clear error", "[sourc
   CHECK(folder.error().reason == "cannot read " + dir.path().string() + ": Is a directory");
 }
 
-TEST_CASE("image extensions are recognised in any case", "[sources]") {
-  for (const char* name : {"a.jpg", "a.JPEG", "a.png", "a.WebP", "a.gif", "a.bmp", "a.tif", "a.TIFF", "x.y.jpg"})
-    CHECK(has_image_extension(name));
-  for (const char* name : {"a.txt", "a", "jpg", ".jpg", "a.jpg.part", "a.mp4", "a.jp"})
-    CHECK_FALSE(has_image_extension(name));
+TEST_CASE("image and video extensions are recognised in any case", "[sources]") {
+  for (const char* name : {"a.jpg", "a.JPEG", "a.png", "a.WebP", "a.gif", "a.bmp", "a.tif", "a.TIFF", "x.y.jpg",
+                           "a.mp4", "a.MOV", "a.m4v", "a.webm"})
+    CHECK(has_media_extension(name));
+  for (const char* name : {"a.txt", "a", "jpg", ".jpg", "a.jpg.part", "a.mkv", "a.jp", "a.gifv"})
+    CHECK_FALSE(has_media_extension(name));
 }
 
 TEST_CASE("an image folder lists its image files by name, not recursively", "[sources]") {
@@ -93,7 +94,7 @@ TEST_CASE("an image folder lists its image files by name, not recursively", "[so
   const auto files = list_image_folder(dir.path());
   REQUIRE(files);
   CHECK(names(*files) == std::vector<std::string>{"A.PNG", "a.jpeg", "b.jpg", "c.webp", "d.TIFF", "e.gif",
-                                                  "f.bmp", "link.jpg"});
+                                                  "f.bmp", "link.jpg", "movie.mp4"});
   for (const auto& file : *files) CHECK(file.parent_path() == dir.path());
 }
 

@@ -169,6 +169,9 @@ TEST_CASE("output_format resolves `same` to a format every browser shows", "[thu
   CHECK(output_format(ImageFormat::webp, ImageFormat::same) == ImageFormat::webp);
   CHECK(output_format(ImageFormat::bmp, ImageFormat::same) == ImageFormat::png);
   CHECK(output_format(ImageFormat::tiff, ImageFormat::same) == ImageFormat::png);
+  CHECK(output_format(ImageFormat::gif, ImageFormat::same) == ImageFormat::png);
+  CHECK(output_format(ImageFormat::mp4, ImageFormat::same) == ImageFormat::jpeg);  // a poster: a photograph
+  CHECK(output_format(ImageFormat::webm, ImageFormat::same) == ImageFormat::jpeg);
   CHECK(output_format(ImageFormat::png, ImageFormat::jpeg) == ImageFormat::jpeg);
   CHECK(output_format(ImageFormat::jpeg, ImageFormat::webp) == ImageFormat::webp);
 }

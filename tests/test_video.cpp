@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "media_support.hpp"
@@ -245,4 +246,23 @@ TEST_CASE("poster cost: 1080p 5 s clips", "[.][media-cost]") {
   poster_cost("libx264", {1920, 1080}, 5, false);
   poster_cost("libx264", {1920, 1080}, 5, true);
   poster_cost("mpeg4", {1920, 1080}, 5, false);
+}
+
+// The fixture's tests/fixtures/photos/clip.mp4, made again: `pixflow_tests "[.fixture-clip]"` writes it
+// to the working folder (libx264: the codec of nearly every MP4 on Imgur).
+TEST_CASE("the fixture clip: aqua.jpg panned, H.264 in MP4", "[.fixture-clip]") {
+  cv::Mat photo = cv::imread(pixflow::test::photo("aqua.jpg").string(), cv::IMREAD_COLOR);
+  REQUIRE_FALSE(photo.empty());
+  cv::Mat small;
+  cv::resize(photo, small, cv::Size(480, 300), 0, 0, cv::INTER_AREA);
+  ClipSpec spec;
+  spec.encoder = "libx264";
+  spec.size = {320, 200};
+  spec.frames = 24;
+  spec.fps = 12;
+  spec.gop = 24;
+  spec.bit_rate = 300'000;
+  spec.picture = [&](int i) { return small(cv::Rect(i * 6, 50, 320, 200)).clone(); };
+  const Bytes clip = make_clip("clip.mp4", spec);
+  CHECK(media_kind(clip) == MediaKind::video);
 }

@@ -68,9 +68,9 @@ Expected<std::vector<std::string>> read_url_list_file(const std::string& file) {
   return urls;
 }
 
-bool has_image_extension(const std::filesystem::path& file) {
-  static constexpr std::array<std::string_view, 8> kExtensions{".jpg", ".jpeg", ".png", ".webp",
-                                                               ".gif", ".bmp",  ".tif", ".tiff"};
+bool has_media_extension(const std::filesystem::path& file) {
+  static constexpr std::array<std::string_view, 12> kExtensions{".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp",
+                                                                ".tif", ".tiff", ".mp4", ".m4v", ".mov", ".webm"};
   const std::string extension = lower(file.extension().string());
   return std::find(kExtensions.begin(), kExtensions.end(), extension) != kExtensions.end();
 }
@@ -120,7 +120,7 @@ std::optional<std::string> classify(const std::filesystem::directory_entry& entr
   if (fs::is_directory(target)) return std::nullopt;  // not an input, not recursive
   if (!fs::is_regular_file(target)) return "not a regular file";
   if (out_is_dir && is_thumbnail_name(name)) return "pixflow output";
-  if (has_image_extension(entry.path())) return std::string();
+  if (has_media_extension(entry.path())) return std::string();
   return sniff_skip_reason(entry.path());
 }
 

@@ -186,6 +186,8 @@ ImageFormat output_format(ImageFormat source, ImageFormat requested) {
     case ImageFormat::jpeg:
     case ImageFormat::png:
     case ImageFormat::webp: return source;
+    case ImageFormat::mp4:
+    case ImageFormat::webm: return ImageFormat::jpeg;  // a video frame is a photograph: JPEG is a fraction of PNG
     default: return ImageFormat::png;
   }
 }

@@ -2,7 +2,8 @@
 """Runs the embed example on a folder of photos and checks what it wrote.
 
 usage: check_embed.py EMBED PHOTOS_DIR OUT_DIR
-Expects: each JPEG/PNG/WebP/GIF photo has OUT_DIR/<stem>_thumbnail<ext> (a GIF's is a PNG), fitting
+Expects: each JPEG/PNG/WebP/GIF photo and MP4 video has OUT_DIR/<stem>_thumbnail<ext> (a GIF's is a PNG,
+a video's poster a JPEG), fitting
 128x128, grey (the custom "grayscale" stage ran), alpha kept where the photo has it, and nothing else is
 written (no originals); each file of FAILING is reported with its reason and makes the exit code 1 (0
 when there is none); the printed report counts every decoded photo in "grayscale".
@@ -18,18 +19,20 @@ try:
 except ImportError:  # without Pillow: only the files' presence and image signatures are checked
     Image = None
 
-THUMB_EXT = {".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png", ".webp": ".webp", ".gif": ".png"}
+THUMB_EXT = {".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png", ".webp": ".webp", ".gif": ".png", ".mp4": ".jpg"}
 FAILING = {"broken.gif": "truncated gif"}  # the fixture's GIF cut short
 SIGNATURE = {".jpg": b"\xff\xd8\xff", ".png": b"\x89PNG\r\n\x1a\n", ".webp": b"RIFF"}
 
 
 def check_pixels(photo, thumb, problems):
     """The thumbnail fits the box, keeps alpha when the photo has it, and is grey."""
-    with Image.open(thumb) as t, Image.open(photo) as source:
+    with Image.open(thumb) as t:
         if max(t.size) > 128 or min(t.size) < 1:
             problems.append(f"{thumb.name}: size {t.size} does not fit 128x128")
-        if photo.suffix.lower() != ".gif" and ("A" in source.getbands()) != ("A" in t.getbands()):
-            problems.append(f"{thumb.name}: alpha {t.mode}, source {source.mode}")
+        if photo.suffix.lower() not in (".gif", ".mp4"):  # Pillow reads no MP4; a GIF's alpha is its palette's
+            with Image.open(photo) as source:
+                if ("A" in source.getbands()) != ("A" in t.getbands()):
+                    problems.append(f"{thumb.name}: alpha {t.mode}, source {source.mode}")
         r, g, b = t.convert("RGB").split()
         # lossy JPEG/WebP may move a grey pixel by a level or two; a colour photo is far off
         spread = max(ImageStat.Stat(ImageChops.difference(x, y)).mean[0] for x, y in ((r, g), (g, b)))

@@ -30,9 +30,9 @@ std::vector<std::string> read_url_list(std::istream& in);
 /// read_url_list on a file; "-" means std::cin. Error: "cannot read <file>: <strerror>".
 Expected<std::vector<std::string>> read_url_list_file(const std::string& file);
 
-/// True for the image extensions a folder source picks up: .jpg .jpeg .png .webp .gif .bmp .tif .tiff,
-/// in any case.
-bool has_image_extension(const std::filesystem::path& file);
+/// True for the extensions a folder source picks up, in any case: images (.jpg .jpeg .png .webp .gif .bmp
+/// .tif .tiff) and videos (.mp4 .m4v .mov .webm: a poster, or skipped, as `thumbnail.video` says).
+bool has_media_extension(const std::filesystem::path& file);
 
 /// One entry of an input folder: a file to thumbnail, or one that is not taken, and why.
 struct FolderEntry {
@@ -42,7 +42,7 @@ struct FolderEntry {
 
 /// Every file of a folder that is an input or could be mistaken for one, sorted by name (bytes), not
 /// recursive. Taken (skip_reason empty): a regular file, or a symlink to one, named with an image
-/// extension (has_image_extension), or without one but starting with an image's magic bytes
+/// extension (has_media_extension), or without one but starting with an image's magic bytes
 /// (sniff_format: a JPEG named "IMG_0001" or "photo.jpg_large"; its first 32 bytes are read, opened
 /// non-blocking). Reported as skipped, so every file shows up in the report:
 ///  - "unsupported file (.heic)" / "unsupported file (no extension)": a regular file that is no image

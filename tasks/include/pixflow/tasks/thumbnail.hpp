@@ -70,7 +70,7 @@ Expected<std::vector<std::uint8_t>> encode_image(const cv::Mat& image, ImageForm
                                                  const EncodeOptions& options = {});
 
 /// The output format for a source: `requested` unless it is `same`; for `same`, jpeg/png/webp stay as
-/// they are and anything else (bmp, tiff, ...) becomes png.
+/// they are, a video's poster (mp4, webm) becomes jpeg and anything else (gif, bmp, tiff, ...) png.
 ImageFormat output_format(ImageFormat source, ImageFormat requested);
 
 }  // namespace pixflow::tasks
