@@ -623,7 +623,8 @@ Bytes cmyk_jpeg(const cv::Mat& bgr, bool ycck) {
   return out;
 }
 
-/// Every fixture JPEG, plus variants the photos do not cover: progressive re-encodes, grey, CMYK, YCCK.
+/// Every fixture JPEG, plus variants the photos do not cover: progressive re-encodes (colour, grey), grey,
+/// CMYK, YCCK.
 std::vector<std::pair<std::string, Bytes>> jpeg_cases() {
   std::vector<std::pair<std::string, Bytes>> cases;
   for (const char* name : {"aqua.jpg", "dune.jpg", "fresh-flower.jpg", "two-wings.jpg", "storm-rotated.jpg", "tiny.jpg"})
@@ -636,6 +637,11 @@ std::vector<std::pair<std::string, Bytes>> jpeg_cases() {
   cv::Mat grey;
   cv::cvtColor(aqua, grey, cv::COLOR_BGR2GRAY);
   cases.emplace_back("aqua grey", encode(grey, ".jpg"));
+  // Progressive files are read only as far as the scaled output needs (the DC scans alone for grey at
+  // 1/8): the pixels must still be the full decode's.
+  Bytes grey_progressive;
+  REQUIRE(cv::imencode(".jpg", grey, grey_progressive, std::vector<int>{cv::IMWRITE_JPEG_PROGRESSIVE, 1}));
+  cases.emplace_back("aqua grey progressive", grey_progressive);
   cv::Mat small;
   cv::resize(aqua, small, cv::Size(333, 211), 0, 0, cv::INTER_AREA);
   cases.emplace_back("aqua cmyk", cmyk_jpeg(small, false));
