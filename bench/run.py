@@ -6,7 +6,7 @@ bench/RESULTS.md for what is measured and the latest figures. Usage:
 
   run.py --cli PIXFLOW --bench PIXFLOW_BENCH --photos DIR --work DIR [--data DIR] [--reps 3]
          [--only lan,wan8,https,local,engine,rss] [--rtt-ms 80] [--rate-mb 3] [--rate8-mb 8]
-         [--rss-items 1000,10000] [--json FILE] [--markdown FILE] [--wait-load L[:MIN]] [--idle-wait-s 60]
+         [--rss-items 1000,10000,100000] [--json FILE] [--markdown FILE] [--wait-load L[:MIN]] [--idle-wait-s 60]
 
 Serves the photo sets (DIR, and the sets beside it under --data: large/, baseline/) with nginx on
 loopback (bench/nginx.conf.in; http and https with HTTP/2, a certificate of a CA made for the run)
@@ -71,6 +71,7 @@ TARGETS = {
     "local.scaling_2_vs_1": (">=", 1.85),
     "rss.ratio_10k_1k": ("<=", 1.2),
     "rss.mb_10k": ("<", 256.0),
+    "rss.ratio_100k_10k": ("<=", 1.1),  # issue 15: memory flat in N
     "engine.ratio_flow": (">=", 0.9),
     "engine.diamond_ratio_flow": (">=", 0.9),
     # issue 15: within 1.15x the physical limit in every WAN condition; >= 4.5x the seeds at 8 MB/s
@@ -735,8 +736,7 @@ class Bench:
             for items in self.args.rss_items:
                 rss["mb_%s" % short(items)] = self.samples["rss.%d" % items][0]["rss_mb"]
                 rss["wall_s_%s" % short(items)] = self.samples["rss.%d" % items][0]["wall_s"]
-            if len(self.args.rss_items) >= 2:
-                lo, hi = self.args.rss_items[0], self.args.rss_items[-1]
+            for lo, hi in zip(self.args.rss_items, self.args.rss_items[1:]):  # each size against the one before
                 rss["ratio_%s_%s" % (short(hi), short(lo))] = rss["mb_%s" % short(hi)] / rss["mb_%s" % short(lo)]
             f["rss"] = rss
         if "engine" in self.parts:
@@ -936,8 +936,7 @@ def table(f: dict, v: dict, cores: int) -> str:
         keys = sorted((k for k in rss if k.startswith("mb_")), key=lambda k: int(k[3:-1]) if k.endswith("k") else int(k[3:]))
         rows.append("| peak RSS, pixflow gallery | %s | |" % ", ".join(
             "%.0f MB at %s items (%.0f s)" % (rss[k], k[3:], rss["wall_s_" + k[3:]]) for k in keys))
-        ratio_key = next((k for k in rss if k.startswith("ratio_")), None)
-        if ratio_key:
+        for ratio_key in sorted((k for k in rss if k.startswith("ratio_")), key=len):
             hi, lo = ratio_key[len("ratio_"):].split("_")
             rows.append("| **peak RSS %s / %s items** | **%.2fx** (%.0f MB at %s) | %s %s |" % (
                 hi, lo, rss[ratio_key], rss["mb_" + hi], hi, mark("rss." + ratio_key), mark("rss.mb_" + hi)))
@@ -1045,7 +1044,7 @@ def main() -> int:
     parser.add_argument("--rtt-ms", type=float, default=80.0)
     parser.add_argument("--rate-mb", type=float, default=3.0, help="MB/s per connection in the wan condition")
     parser.add_argument("--rate8-mb", type=float, default=8.0, help="MB/s per connection in wan8, https, large, baseline")
-    parser.add_argument("--rss-items", default="1000,10000")
+    parser.add_argument("--rss-items", default="1000,10000,100000")
     parser.add_argument("--engine-items", type=int, default=2000000)
     parser.add_argument("--json")
     parser.add_argument("--markdown")
