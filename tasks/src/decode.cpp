@@ -471,14 +471,7 @@ Expected<DecodedImage> decode_image(std::span<const std::uint8_t> bytes, Size la
   if (bytes.empty()) return Error{"empty body"};
   silence_opencv();
   const ImageFormat format = sniff_format(bytes);
-  try {
-    return decode_checked(bytes, largest_box, limits.max_memory_bytes, mode);
-  } catch (const std::bad_alloc&) {
-    return detail::out_of_memory();
-  } catch (const cv::Exception& e) {
-    if (e.code == cv::Error::StsNoMem) return detail::out_of_memory();
-    return Error{"corrupt " + std::string(name_of(format))};
-  }
+  return detail::reasons_of_exceptions(format, [&] { return decode_checked(bytes, largest_box, limits.max_memory_bytes, mode); });
 }
 
 }  // namespace pixflow::tasks

@@ -3,10 +3,12 @@
 // (libjpeg-turbo) and decode_png.cpp (libpng). Not installed: the public API is pixflow/tasks/decode.hpp.
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <span>
 #include <string>
 #include <vector>
 
+#include <opencv2/core.hpp>  // cv::Exception
 #include <opencv2/core/mat.hpp>
 
 #include "pixflow/tasks/decode.hpp"
@@ -38,6 +40,21 @@ inline std::size_t orientation_copy(std::size_t bytes, int orientation) { return
 /// The stable failure reasons of decode_image.
 inline Error too_large(Size displayed) { return Error{"image too large (" + to_string(displayed) + ")"}; }
 inline Error out_of_memory() { return Error{"out of memory"}; }
+
+/// Runs `decode` (returning Expected<DecodedImage>) and turns what it throws into a reason: an
+/// allocation that failed (std::bad_alloc, OpenCV's StsNoMem) is "out of memory", any other OpenCV
+/// error "corrupt <format>". Shared by decode_image and decode_video_poster.
+template <class Decode>
+Expected<DecodedImage> reasons_of_exceptions(ImageFormat format, Decode&& decode) {
+  try {
+    return decode();
+  } catch (const std::bad_alloc&) {
+    return out_of_memory();
+  } catch (const cv::Exception& e) {
+    if (e.code == cv::Error::StsNoMem) return out_of_memory();
+    return Error{"corrupt " + std::string(name_of(format))};
+  }
+}
 
 /// A JPEG decoded by libjpeg-turbo: 8-bit BGR in stored orientation (the caller orients it).
 struct JpegPixels {

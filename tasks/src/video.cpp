@@ -346,14 +346,7 @@ Expected<DecodedImage> decode_video_poster(std::span<const std::uint8_t> bytes, 
   if (bytes.size() > limits.max_bytes)
     return Error{"video too large (more than " + std::to_string(limits.max_bytes) + " bytes)"};
   silence_ffmpeg();
-  try {
-    return poster_checked(bytes, format, largest_box, limits);
-  } catch (const std::bad_alloc&) {
-    return detail::out_of_memory();
-  } catch (const cv::Exception& e) {
-    if (e.code == cv::Error::StsNoMem) return detail::out_of_memory();
-    return Error{"corrupt " + std::string(name_of(format))};
-  }
+  return detail::reasons_of_exceptions(format, [&] { return poster_checked(bytes, format, largest_box, limits); });
 }
 
 }  // namespace pixflow::tasks
