@@ -32,6 +32,7 @@
 #include "pixflow/tasks/naming.hpp"
 #include "pixflow/tasks/pipeline.hpp"
 #include "pixflow/tasks/report.hpp"
+#include "fixtures/hostile/client.hpp"
 #include "support.hpp"
 
 using namespace pixflow::tasks;
@@ -881,4 +882,39 @@ TEST_CASE("a stream source whose producer throws cancels the run; run_pipeline r
     CHECK(refused);
     CHECK(report.run.cancelled);
   }
+}
+
+TEST_CASE("a long gallery is listed only a little ahead of the items that run: memory flat in its length", "[e2e][pipeline][server]") {
+  // The hostile fixture's "long" section: 40 pages of 10 distinct links, answered at once. Listing
+  // all of it takes a few ms; running 400 items takes far longer, so without back-pressure nearly
+  // every item would wait listed (its Job in memory) before it runs.
+  GalleryQuery query;
+  query.api = pixflow::test::hostile::run_prefix();
+  query.section = "long";
+  query.pages = 0;
+  query.client_id = "x";
+  TempDir out;
+  PipelineOptions options;
+  options.out = out.path();
+  options.config.max_in_flight = 4;
+  options.config.fetch_concurrency = pixflow::Concurrency(2);
+  std::mutex mutex;
+  std::size_t most_ahead = 0;
+  std::size_t ticks = 0;
+  options.progress_interval_s = 0.005;
+  options.on_progress = [&](const Progress& p) {
+    std::lock_guard lock(mutex);
+    most_ahead = std::max(most_ahead, p.listed - (p.ok + p.failed + p.skipped));
+    ++ticks;
+  };
+  const PipelineReport report = run_pipeline(GallerySource{query}, options);
+  CHECK(report.count(ItemStatus::ok) == 400);
+  CHECK(report.listing_errors.empty());
+  std::lock_guard lock(mutex);
+  INFO(ticks << " progress ticks");
+  // A page is asked for only while fewer than 2 x max_in_flight listed items are unfinished; then the
+  // pages in flight (fetch concurrency 2) and a page the listing holds back to keep page order add
+  // theirs (10 links each): a bound set by the configuration, not by the gallery's 400 items.
+  CHECK(most_ahead <= 2 * 4 + 4 * 10);
+  CHECK(most_ahead >= 4);  // the ticks saw the run going (all four places taken)
 }

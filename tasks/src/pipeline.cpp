@@ -5,6 +5,7 @@
 #include <opencv2/core/utility.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -120,19 +121,29 @@ class Ledger {
     entries_.at(id).key = std::move(key);
   }
   void finish(std::size_t id, ItemStatus status, std::string stage, std::string reason, std::vector<std::string> outputs = {}) {
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = entries_.find(id);
+      ItemReport& item = it->second.item;
+      item.status = status;
+      item.stage = std::move(stage);
+      item.reason = std::move(reason);
+      item.outputs = std::move(outputs);
+      tally_.add(item);
+      if (on_item_) on_item_(item);
+      if (it->second.key) by_key_.erase(*it->second.key);
+      it->second.key.reset();
+      it->second.planned.clear();
+      if (!keep_finished_) erase_locked(it);
+    }
+    if (after_finish_) after_finish_();
+  }
+  /// Called after each finish(), outside the ledger's lock (set before the run).
+  void after_finish(std::function<void()> hook) { after_finish_ = std::move(hook); }
+  /// Items added and not finished yet.
+  std::size_t unfinished() {
     std::lock_guard lock(mutex_);
-    const auto it = entries_.find(id);
-    ItemReport& item = it->second.item;
-    item.status = status;
-    item.stage = std::move(stage);
-    item.reason = std::move(reason);
-    item.outputs = std::move(outputs);
-    tally_.add(item);
-    if (on_item_) on_item_(item);
-    if (it->second.key) by_key_.erase(*it->second.key);
-    it->second.key.reset();
-    it->second.planned.clear();
-    if (!keep_finished_) erase_locked(it);
+    return listed_ - tally_.total;
   }
   void set_detail(std::size_t id, std::string detail) {
     std::lock_guard lock(mutex_);
@@ -209,6 +220,7 @@ class Ledger {
   std::size_t listed_ = 0;
   ItemTally tally_;
   std::function<void(const ItemReport&)> on_item_;
+  std::function<void()> after_finish_;
   const bool keep_finished_;
 };
 
@@ -317,7 +329,10 @@ class PipelineRun {
   /// Starts the HTTP loop; called while the graph is built, before any stage can use it.
   void start_http() {
     http_ = std::make_unique<HttpClient>(http_options(config_));
-    graph_.on_cancel([this] { http_->cancel_all(); });
+    graph_.on_cancel([this] {
+      http_->cancel_all();
+      release_parked_pages();
+    });
   }
 
   /// Whether every file of `outputs` stands complete in OUT, written by this run: files only ever
@@ -427,8 +442,9 @@ class PipelineRun {
         })
             .limit(window)  // pages are asked for only as fast as they are fetched
             .io<ListedPage>("fetch", config_.fetch_concurrency, [this](int page, pixflow::Completion<ListedPage> done) {
-              lister_->fetch(page, [done](ListedPage listed) { done(std::move(listed)); });
+              fetch_page_when_room(page, std::move(done));
             });
+    ledger_.after_finish([this] { fetch_parked_pages(); });
     auto items = pages.expand<Job>("list", pixflow::Concurrency(1), [this](ListedPage page, pixflow::Emitter<Job>& emit) -> pixflow::Result<void> {
       list(std::move(page), emit);
       return pixflow::ok();
@@ -520,6 +536,56 @@ class PipelineRun {
       ledger_.bind(emit.next_key(), job.id);
       emit(std::move(job));
     }
+  }
+
+  // --- listing ahead, and no further --------------------------------------------------------------
+  //
+  // Pages list faster than items run (a page of 60 links in a few ms), and a listed item waits for its
+  // place with its Job (URL, names, outputs). So a page is fetched only while fewer than
+  // kListedAhead × max_in_flight listed items are unfinished; otherwise its fetch waits here (holding
+  // its page place) until items finish. Memory then stays flat in the gallery's length.
+
+  static constexpr std::size_t kListedAhead = 2;
+
+  bool room_to_list() { return ledger_.unfinished() < kListedAhead * std::max<std::size_t>(config_.max_in_flight, 1); }
+
+  void fetch_page(int page, pixflow::Completion<ListedPage> done) {
+    lister_->fetch(page, [done](ListedPage listed) { done(std::move(listed)); });
+  }
+
+  void fetch_page_when_room(int page, pixflow::Completion<ListedPage> done) {
+    {
+      std::lock_guard lock(parked_mutex_);
+      if (!pages_released_ && (!parked_pages_.empty() || !room_to_list())) {
+        parked_pages_.emplace_back(page, std::move(done));
+        return;
+      }
+    }
+    fetch_page(page, std::move(done));
+  }
+
+  /// After an item finished: the waiting pages there is room for now, in page order.
+  void fetch_parked_pages() {
+    std::vector<std::pair<int, pixflow::Completion<ListedPage>>> ready;
+    {
+      std::lock_guard lock(parked_mutex_);
+      while (!parked_pages_.empty() && room_to_list()) {
+        ready.push_back(std::move(parked_pages_.front()));
+        parked_pages_.pop_front();
+      }
+    }
+    for (auto& [page, done] : ready) fetch_page(page, std::move(done));  // outside the lock: may complete at once
+  }
+
+  /// The run is cancelled: a waiting page fails as cancelled (the graph waits for every operation).
+  void release_parked_pages() {
+    std::deque<std::pair<int, pixflow::Completion<ListedPage>>> waiting;
+    {
+      std::lock_guard lock(parked_mutex_);
+      pages_released_ = true;
+      waiting.swap(parked_pages_);
+    }
+    for (auto& [page, done] : waiting) done(pixflow::Failure{"cancelled"});
   }
 
   // --- resume → fetch → decode → thumbnail → [custom] → encode → write → record -------------------
@@ -726,6 +792,9 @@ class PipelineRun {
   std::mutex listing_mutex_;                // order_, listing_errors_
   std::unique_ptr<ListingOrder> order_;     // gallery: pages back in order, the end
   std::vector<ListingError> listing_errors_;
+  std::mutex parked_mutex_;                 // parked_pages_, pages_released_
+  std::deque<std::pair<int, pixflow::Completion<ListedPage>>> parked_pages_;  // fetches waiting for room
+  bool pages_released_ = false;             // cancelled: no page waits any more
   bool shape_only_ = false;                 // dot(): the graph is built, never run
   std::exception_ptr producer_error_;
   std::function<void()> report_unplanned_;  // list sources: adds the entries the run never reached
