@@ -517,6 +517,7 @@ class PipelineRun {
   /// stage calls it.
   void list(ListedPage page, pixflow::Emitter<Job>& emit) {
     std::vector<std::pair<std::uint64_t, Job>> jobs;
+    std::vector<std::pair<std::size_t, std::string>> skipped;  // finished once the listing's lock is let go
     {
       std::lock_guard lock(listing_mutex_);
       order_->add(
@@ -524,30 +525,39 @@ class PipelineRun {
           [&](int, ListedImage image, std::size_t) {
             const std::string_view why = listed_skip_reason(image, config_.thumbnail.video == VideoMode::poster);
             if (!why.empty())
-              ledger_.finish(ledger_.add(input_item(image.link, false)), ItemStatus::skipped, "list", std::string(why));
+              skipped.emplace_back(ledger_.add(input_item(image.link, false)), std::string(why));
             else
               jobs.emplace_back(image.size, plan(image.link, false, name_from_url(image.link)));
           },
           [&](ListingError error) { listing_errors_.push_back(std::move(error)); });
       if (order_->finished()) listing_done_.store(true);
+      next_page_to_list_.store(order_->next_page());
+      pages_held_back_.store(order_->held_back());
     }
+    for (auto& [id, why] : skipped) ledger_.finish(id, ItemStatus::skipped, "list", std::move(why));
     std::stable_sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     for (auto& [size, job] : jobs) {
       ledger_.bind(emit.next_key(), job.id);
       emit(std::move(job));
     }
+    fetch_parked_pages();  // the listing moved on: a page it held back may no longer hold the others
   }
 
   // --- listing ahead, and no further --------------------------------------------------------------
   //
   // Pages list faster than items run (a page of 60 links in a few ms), and a listed item waits for its
   // place with its Job (URL, names, outputs). So a page is fetched only while fewer than
-  // kListedAhead × max_in_flight listed items are unfinished; otherwise its fetch waits here (holding
-  // its page place) until items finish. Memory then stays flat in the gallery's length.
+  // kListedAhead × max_in_flight listed items are unfinished and no page is held back for page order
+  // (its items are not counted yet); otherwise its fetch waits here (holding its page place) until
+  // items finish or the listing moves on. The page the listing waits for is never held, so held-back
+  // pages always drain. Memory then stays flat in the gallery's length.
 
   static constexpr std::size_t kListedAhead = 2;
 
-  bool room_to_list() { return ledger_.unfinished() < kListedAhead * std::max<std::size_t>(config_.max_in_flight, 1); }
+  bool room_to_list(int page) {
+    if (pages_held_back_.load() > 0) return page == next_page_to_list_.load();
+    return ledger_.unfinished() < kListedAhead * std::max<std::size_t>(config_.max_in_flight, 1);
+  }
 
   void fetch_page(int page, pixflow::Completion<ListedPage> done) {
     lister_->fetch(page, [done](ListedPage listed) { done(std::move(listed)); });
@@ -556,22 +566,22 @@ class PipelineRun {
   void fetch_page_when_room(int page, pixflow::Completion<ListedPage> done) {
     {
       std::lock_guard lock(parked_mutex_);
-      if (!pages_released_ && (!parked_pages_.empty() || !room_to_list())) {
-        parked_pages_.emplace_back(page, std::move(done));
+      if (!pages_released_ && !room_to_list(page)) {
+        parked_pages_.emplace(page, std::move(done));
         return;
       }
     }
     fetch_page(page, std::move(done));
   }
 
-  /// After an item finished: the waiting pages there is room for now, in page order.
+  /// After an item finished or a page was listed: the waiting pages there is room for now, in page order.
   void fetch_parked_pages() {
     std::vector<std::pair<int, pixflow::Completion<ListedPage>>> ready;
     {
       std::lock_guard lock(parked_mutex_);
-      while (!parked_pages_.empty() && room_to_list()) {
-        ready.push_back(std::move(parked_pages_.front()));
-        parked_pages_.pop_front();
+      while (!parked_pages_.empty() && room_to_list(parked_pages_.begin()->first)) {
+        ready.emplace_back(parked_pages_.begin()->first, std::move(parked_pages_.begin()->second));
+        parked_pages_.erase(parked_pages_.begin());
       }
     }
     for (auto& [page, done] : ready) fetch_page(page, std::move(done));  // outside the lock: may complete at once
@@ -579,7 +589,7 @@ class PipelineRun {
 
   /// The run is cancelled: a waiting page fails as cancelled (the graph waits for every operation).
   void release_parked_pages() {
-    std::deque<std::pair<int, pixflow::Completion<ListedPage>>> waiting;
+    std::map<int, pixflow::Completion<ListedPage>> waiting;
     {
       std::lock_guard lock(parked_mutex_);
       pages_released_ = true;
@@ -793,7 +803,9 @@ class PipelineRun {
   std::unique_ptr<ListingOrder> order_;     // gallery: pages back in order, the end
   std::vector<ListingError> listing_errors_;
   std::mutex parked_mutex_;                 // parked_pages_, pages_released_
-  std::deque<std::pair<int, pixflow::Completion<ListedPage>>> parked_pages_;  // fetches waiting for room
+  std::map<int, pixflow::Completion<ListedPage>> parked_pages_;  // fetches waiting for room, by page
+  std::atomic<std::size_t> pages_held_back_{0};  // order_->held_back(), as of the last list()
+  std::atomic<int> next_page_to_list_{0};        // order_->next_page(), as of the last list()
   bool pages_released_ = false;             // cancelled: no page waits any more
   bool shape_only_ = false;                 // dot(): the graph is built, never run
   std::exception_ptr producer_error_;

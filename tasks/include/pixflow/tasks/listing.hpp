@@ -91,6 +91,10 @@ class ListingOrder {
   [[nodiscard]] bool finished() const noexcept { return end_page_ && next_ > *end_page_; }
   /// Pages handed back that were read (not errors, not past the end).
   [[nodiscard]] int pages_read() const noexcept { return pages_read_; }
+  /// The page the listing hands back next (every page before it was handed back).
+  [[nodiscard]] int next_page() const noexcept { return next_; }
+  /// Pages received out of order, held until the pages before them arrive.
+  [[nodiscard]] std::size_t held_back() const noexcept { return waiting_.size(); }
 
  private:
   const int pages_;
