@@ -5,7 +5,6 @@
 #include <opencv2/core/utility.hpp>
 
 #include <algorithm>
-#include <deque>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -265,7 +264,10 @@ class PipelineRun {
         ledger_(options.on_item, keep_items),
         graph_(make_graph()) {
     graph_.on_failure([this](const pixflow::ItemFailure& f) {
-      if (!ledger_.fail(f.key, f.stage, f.reason)) note_listing_error(static_cast<int>(f.key.seq()), f.reason);
+      if (!ledger_.fail(f.key, f.stage, f.reason)) {
+        note_listing_error(static_cast<int>(f.key.seq()), f.reason);
+        open_listing_gate();  // a page lost this way never reaches the listing: nothing may wait for it
+      }
     });
   }
 
@@ -555,6 +557,7 @@ class PipelineRun {
   static constexpr std::size_t kListedAhead = 2;
 
   bool room_to_list(int page) {
+    if (listing_gate_open_) return true;
     if (pages_held_back_.load() > 0) return page == next_page_to_list_.load();
     return ledger_.unfinished() < kListedAhead * std::max<std::size_t>(config_.max_in_flight, 1);
   }
@@ -585,6 +588,16 @@ class PipelineRun {
       }
     }
     for (auto& [page, done] : ready) fetch_page(page, std::move(done));  // outside the lock: may complete at once
+  }
+
+  /// A page failed in the graph (not a listing error: those reach the listing as pages): the listing
+  /// may wait for it forever, so no page waits for room from now on.
+  void open_listing_gate() {
+    {
+      std::lock_guard lock(parked_mutex_);
+      listing_gate_open_ = true;
+    }
+    fetch_parked_pages();
   }
 
   /// The run is cancelled: a waiting page fails as cancelled (the graph waits for every operation).
@@ -802,11 +815,12 @@ class PipelineRun {
   std::mutex listing_mutex_;                // order_, listing_errors_
   std::unique_ptr<ListingOrder> order_;     // gallery: pages back in order, the end
   std::vector<ListingError> listing_errors_;
-  std::mutex parked_mutex_;                 // parked_pages_, pages_released_
+  std::mutex parked_mutex_;                 // parked_pages_, pages_released_, listing_gate_open_
   std::map<int, pixflow::Completion<ListedPage>> parked_pages_;  // fetches waiting for room, by page
   std::atomic<std::size_t> pages_held_back_{0};  // order_->held_back(), as of the last list()
   std::atomic<int> next_page_to_list_{0};        // order_->next_page(), as of the last list()
   bool pages_released_ = false;             // cancelled: no page waits any more
+  bool listing_gate_open_ = false;          // a page failed in the graph: every page is fetched at once
   bool shape_only_ = false;                 // dot(): the graph is built, never run
   std::exception_ptr producer_error_;
   std::function<void()> report_unplanned_;  // list sources: adds the entries the run never reached
