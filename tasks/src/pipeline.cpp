@@ -569,7 +569,7 @@ class PipelineRun {
   void fetch_page_when_room(int page, pixflow::Completion<ListedPage> done) {
     {
       std::lock_guard lock(parked_mutex_);
-      if (!pages_released_ && !room_to_list(page)) {
+      if (!room_to_list(page)) {
         parked_pages_.emplace(page, std::move(done));
         return;
       }
@@ -600,12 +600,13 @@ class PipelineRun {
     fetch_parked_pages();
   }
 
-  /// The run is cancelled: a waiting page fails as cancelled (the graph waits for every operation).
+  /// The run is cancelled: a waiting page fails as cancelled (the graph waits for every operation), and
+  /// no page waits from now on.
   void release_parked_pages() {
     std::map<int, pixflow::Completion<ListedPage>> waiting;
     {
       std::lock_guard lock(parked_mutex_);
-      pages_released_ = true;
+      listing_gate_open_ = true;
       waiting.swap(parked_pages_);
     }
     for (auto& [page, done] : waiting) done(pixflow::Failure{"cancelled"});
@@ -815,12 +816,11 @@ class PipelineRun {
   std::mutex listing_mutex_;                // order_, listing_errors_
   std::unique_ptr<ListingOrder> order_;     // gallery: pages back in order, the end
   std::vector<ListingError> listing_errors_;
-  std::mutex parked_mutex_;                 // parked_pages_, pages_released_, listing_gate_open_
+  std::mutex parked_mutex_;                 // parked_pages_, listing_gate_open_
   std::map<int, pixflow::Completion<ListedPage>> parked_pages_;  // fetches waiting for room, by page
   std::atomic<std::size_t> pages_held_back_{0};  // order_->held_back(), as of the last list()
   std::atomic<int> next_page_to_list_{0};        // order_->next_page(), as of the last list()
-  bool pages_released_ = false;             // cancelled: no page waits any more
-  bool listing_gate_open_ = false;          // a page failed in the graph: every page is fetched at once
+  bool listing_gate_open_ = false;          // cancelled, or a page failed in the graph: no page waits
   bool shape_only_ = false;                 // dot(): the graph is built, never run
   std::exception_ptr producer_error_;
   std::function<void()> report_unplanned_;  // list sources: adds the entries the run never reached
