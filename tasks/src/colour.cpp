@@ -17,6 +17,7 @@
 #include <webp/mux.h>
 #include <zlib.h>
 
+#include "byte_order.hpp"
 #include "colour_detail.hpp"
 
 namespace pixflow::tasks {
@@ -183,6 +184,7 @@ std::vector<std::uint8_t> webp_icc_profile(std::span<const std::uint8_t> bytes) 
 
 namespace {
 
+using detail::be32;
 using detail::PixelLayout;
 
 /// Converts `image` row by row with `transform` into a new matrix of `type` (rows of a thumbnail may be
@@ -195,10 +197,6 @@ cv::Mat transformed(const cv::Mat& image, const detail::SrgbTransform& transform
 
 void append_be32(std::vector<std::uint8_t>& out, std::uint32_t value) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(value >> shift));
-}
-
-std::uint32_t be32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
 }
 
 Expected<std::vector<std::uint8_t>> embed_in_jpeg(std::span<const std::uint8_t> jpeg, std::span<const std::uint8_t> icc,

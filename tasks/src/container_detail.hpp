@@ -6,6 +6,8 @@
 #include <optional>
 #include <span>
 
+#include "byte_order.hpp"
+
 namespace pixflow::tasks::detail {
 
 /// An EBML variable-length integer at `pos` (1..8 bytes, the length told by the first byte's leading
@@ -27,9 +29,7 @@ enum class ContainerState { complete, truncated, corrupt };
 /// size follows; 0: to the end of the file) must end within the file. A box that runs past the end is
 /// a download cut short; a size below its own header is corrupt; no `moov` box at all is corrupt too.
 inline ContainerState iso_structure(std::span<const std::uint8_t> b) {
-  const auto be32 = [&](std::size_t at) {
-    return std::uint32_t{b[at]} << 24 | std::uint32_t{b[at + 1]} << 16 | std::uint32_t{b[at + 2]} << 8 | b[at + 3];
-  };
+  const auto be32 = [&](std::size_t at) { return detail::be32(b.data() + at); };
   std::size_t pos = 0;
   bool moov = false;
   while (pos < b.size()) {

@@ -16,6 +16,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "animation_detail.hpp"
+#include "byte_order.hpp"
 #include "colour_detail.hpp"
 #include "container_detail.hpp"
 #include "decode_detail.hpp"
@@ -35,11 +36,11 @@ bool starts_with(Bytes bytes, std::string_view magic, std::size_t at = 0) {
   return bytes.size() >= at + magic.size() && std::memcmp(bytes.data() + at, magic.data(), magic.size()) == 0;
 }
 
-std::uint32_t be16(const std::uint8_t* p) { return std::uint32_t{p[0]} << 8 | p[1]; }
-std::uint32_t be32(const std::uint8_t* p) { return be16(p) << 16 | be16(p + 2); }
-std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t{p[1]} << 8 | p[0]; }
-std::uint32_t le24(const std::uint8_t* p) { return std::uint32_t{p[2]} << 16 | le16(p); }
-std::uint32_t le32(const std::uint8_t* p) { return std::uint32_t{p[3]} << 24 | le24(p); }
+using detail::be16;
+using detail::be32;
+using detail::le16;
+using detail::le24;
+using detail::le32;
 
 /// What the header tells: the stored (not yet oriented) size and the EXIF orientation (1..8), and what
 /// the budget needs to know of the format.

@@ -14,13 +14,12 @@
 #include <opencv2/core.hpp>
 
 #include "animation_detail.hpp"
+#include "byte_order.hpp"
 #include "decode_detail.hpp"
 
 namespace pixflow::tasks::detail {
 
 namespace {
-
-std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t{p[1]} << 8 | p[0]; }
 
 /// Bytes of a colour table whose packed field is `packed` (flag bit 7, size in bits 0..2), or 0.
 std::size_t color_table_bytes(std::uint8_t packed) {

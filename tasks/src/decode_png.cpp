@@ -26,6 +26,7 @@
 #include <libdeflate.h>
 #include <png.h>
 
+#include "byte_order.hpp"
 #include "decode_detail.hpp"
 
 namespace pixflow::tasks::detail {
@@ -33,17 +34,6 @@ namespace pixflow::tasks::detail {
 namespace {
 
 enum class Failure { none, truncated, corrupt, out_of_memory };
-
-std::uint32_t be32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
-}
-
-void put_be32(std::uint8_t* p, std::uint32_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 24);
-  p[1] = static_cast<std::uint8_t>(v >> 16);
-  p[2] = static_cast<std::uint8_t>(v >> 8);
-  p[3] = static_cast<std::uint8_t>(v);
-}
 
 constexpr std::array<std::uint8_t, 8> png_signature{0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 
