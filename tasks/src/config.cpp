@@ -16,6 +16,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -149,30 +150,34 @@ std::vector<Size> read_sizes(const json& value, const pointer& at) {
   return sizes;
 }
 
-ImageFormat read_format(const json& value, const pointer& at) {
-  const std::string expected = "one of \"same\", \"jpg\", \"png\", \"webp\"";
+/// A string naming one of a few values: `parse` gives the value of a spelling, or nothing; anything
+/// else fails with "<at>: expected <expected>, got <value>".
+template <class Parse>
+auto read_choice(const json& value, const pointer& at, const std::string& expected, Parse parse) {
   if (!value.is_string()) fail_got(at, expected, value);
-  const auto format = parse_format(value.get_ref<const std::string&>());
-  if (!format) fail_got(at, expected, value);
-  return *format;
+  const auto choice = parse(value.get_ref<const std::string&>());
+  if (!choice) fail_got(at, expected, value);
+  return *choice;
+}
+
+ImageFormat read_format(const json& value, const pointer& at) {
+  return read_choice(value, at, "one of \"same\", \"jpg\", \"png\", \"webp\"", parse_format);
 }
 
 AnimatedMode read_animated(const json& value, const pointer& at) {
-  const std::string expected = "one of \"first-frame\", \"animate\"";
-  if (!value.is_string()) fail_got(at, expected, value);
-  const auto& text = value.get_ref<const std::string&>();
-  if (text == "first-frame") return AnimatedMode::first_frame;
-  if (text == "animate") return AnimatedMode::animate;
-  fail_got(at, expected, value);
+  return read_choice(value, at, "one of \"first-frame\", \"animate\"", [](std::string_view text) -> std::optional<AnimatedMode> {
+    if (text == "first-frame") return AnimatedMode::first_frame;
+    if (text == "animate") return AnimatedMode::animate;
+    return std::nullopt;
+  });
 }
 
 VideoMode read_video(const json& value, const pointer& at) {
-  const std::string expected = "one of \"poster\", \"skip\"";
-  if (!value.is_string()) fail_got(at, expected, value);
-  const auto& text = value.get_ref<const std::string&>();
-  if (text == "poster") return VideoMode::poster;
-  if (text == "skip") return VideoMode::skip;
-  fail_got(at, expected, value);
+  return read_choice(value, at, "one of \"poster\", \"skip\"", [](std::string_view text) -> std::optional<VideoMode> {
+    if (text == "poster") return VideoMode::poster;
+    if (text == "skip") return VideoMode::skip;
+    return std::nullopt;
+  });
 }
 
 /// `/nodes/download/ca_file`: "" or the path of a readable regular file (a PEM bundle; curl reads it).
@@ -189,26 +194,20 @@ std::filesystem::path read_ca_file(const json& value, const pointer& at) {
 
 /// `/nodes/download/http2`: "auto" (true) or "off" (false).
 bool read_http2(const json& value, const pointer& at) {
-  if (value.is_string() && value.get_ref<const std::string&>() == "auto") return true;
-  if (value.is_string() && value.get_ref<const std::string&>() == "off") return false;
-  fail_got(at, "\"auto\" or \"off\"", value);
+  return read_choice(value, at, "\"auto\" or \"off\"", [](std::string_view text) -> std::optional<bool> {
+    if (text == "auto") return true;
+    if (text == "off") return false;
+    return std::nullopt;
+  });
 }
 
 /// `/durability`: "per-item", "at-end" or "none".
 Durability read_durability(const json& value, const pointer& at) {
-  const std::string expected = "one of \"per-item\", \"at-end\", \"none\"";
-  if (!value.is_string()) fail_got(at, expected, value);
-  const auto d = parse_durability(value.get_ref<const std::string&>());
-  if (!d) fail_got(at, expected, value);
-  return *d;
+  return read_choice(value, at, "one of \"per-item\", \"at-end\", \"none\"", parse_durability);
 }
 
 ThumbnailMode read_mode(const json& value, const pointer& at) {
-  const std::string expected = "one of \"fit\", \"fill\"";
-  if (!value.is_string()) fail_got(at, expected, value);
-  const auto mode = parse_mode(value.get_ref<const std::string&>());
-  if (!mode) fail_got(at, expected, value);
-  return *mode;
+  return read_choice(value, at, "one of \"fit\", \"fill\"", parse_mode);
 }
 
 bool read_bool(const json& value, const pointer& at) {
