@@ -44,6 +44,16 @@ std::uint64_t mix(std::uint64_t z) {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+/// Runs a pixflow graph once and times it; `checksum` gets what its sink added up into `sum`.
+double timed_run(pixflow::Graph& graph, const std::atomic<std::uint64_t>& sum, std::uint64_t& checksum) {
+  const auto started = Clock::now();
+  const pixflow::RunReport report = graph.run();
+  const double s = seconds_since(started);
+  if (report.cancelled) throw std::runtime_error("graph run cancelled: " + report.cancel_reason);
+  checksum = sum.load();
+  return s;
+}
+
 pixflow::Result<std::uint64_t> mixed(std::uint64_t v) { return mix(v); }
 
 /// The chain on pixflow::Graph; `trace` = a trace file to write ("" = none).
@@ -60,12 +70,7 @@ double graph_chain(const EngineOptions& o, pixflow::Executor& executor, std::uin
         sum.fetch_add(v, std::memory_order_relaxed);
         return pixflow::ok();
       });
-  const auto started = Clock::now();
-  const pixflow::RunReport report = graph.run();
-  const double s = seconds_since(started);
-  if (report.cancelled) throw std::runtime_error("graph run cancelled: " + report.cancel_reason);
-  checksum = sum.load();
-  return s;
+  return timed_run(graph, sum, checksum);
 }
 
 /// The chain by hand in tbb::flow: the source is a serial node fed one token per free place; the
@@ -137,12 +142,7 @@ double graph_diamond(const EngineOptions& o, pixflow::Executor& executor, std::u
     sum.fetch_add(v, std::memory_order_relaxed);
     return pixflow::ok();
   });
-  const auto started = Clock::now();
-  const pixflow::RunReport report = graph.run();
-  const double s = seconds_since(started);
-  if (report.cancelled) throw std::runtime_error("graph run cancelled: " + report.cancel_reason);
-  checksum = sum.load();
-  return s;
+  return timed_run(graph, sum, checksum);
 }
 
 /// The diamond by hand: a message shared by the two branches counts them down; the second to reach

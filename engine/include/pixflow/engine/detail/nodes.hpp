@@ -48,6 +48,15 @@ class BodyTimer {
   std::int64_t started_ = 0, in_flight_ = 0;
 };
 
+/// A cancelled run's items waiting in a node: taken out under `mutex` and destroyed once it is let go
+/// (their holds give places back, which takes other locks).
+template <class T>
+void drop_waiting(std::mutex& mutex, std::deque<ItemPtr<T>>& waiting) {
+  std::deque<ItemPtr<T>> dropped;
+  std::lock_guard lock(mutex);
+  dropped.swap(waiting);
+}
+
 /// A node whose body runs in a tbb::flow::function_node, a task per item: compute, expand, route,
 /// sink. `Body` is called as body(item, timer) and calls timer.finish() once.
 template <class T, class Body>
@@ -122,11 +131,7 @@ class LimitNode final : public Port<T>, public PlaceLender, public RunState {
     }
     if (!core_.is_cancelled()) admit(std::move(next));
   }
-  void on_cancel() override {
-    std::deque<ItemPtr<T>> dropped;
-    std::lock_guard lock(mutex_);
-    dropped.swap(waiting_);
-  }
+  void on_cancel() override { drop_waiting(mutex_, waiting_); }
   void on_run_end() override {
     std::lock_guard lock(mutex_);
     waiting_.clear();
@@ -184,11 +189,7 @@ class IoNode final : public Port<T>, public RunState {
     }
     starter_.try_put(Msg<T>(std::move(item)));
   }
-  void on_cancel() override {
-    std::deque<ItemPtr<T>> dropped;
-    std::lock_guard lock(mutex_);
-    dropped.swap(waiting_);
-  }
+  void on_cancel() override { drop_waiting(mutex_, waiting_); }
   void on_run_end() override {
     std::lock_guard lock(mutex_);
     waiting_.clear();
