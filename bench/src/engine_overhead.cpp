@@ -44,6 +44,15 @@ std::uint64_t mix(std::uint64_t z) {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+/// Puts `tokens` tokens into a hand-wired graph's source and times the graph until it is idle.
+template <class Source>
+double timed_tokens(flow::graph& g, Source& source, std::size_t tokens) {
+  const auto started = Clock::now();
+  for (std::size_t i = 0; i < tokens; ++i) source.try_put(flow::continue_msg());
+  g.wait_for_all();
+  return seconds_since(started);
+}
+
 /// Runs a pixflow graph once and times it; `checksum` gets what its sink added up into `sum`.
 double timed_run(pixflow::Graph& graph, const std::atomic<std::uint64_t>& sum, std::uint64_t& checksum) {
   const auto started = Clock::now();
@@ -95,10 +104,7 @@ double flow_chain(const EngineOptions& o, tbb::task_arena& arena, std::uint64_t&
     flow::make_edge(a, b);
     flow::make_edge(b, sink);
     flow::make_edge(sink, source);
-    const auto started = Clock::now();
-    for (std::size_t i = 0; i < o.tokens; ++i) source.try_put(flow::continue_msg());
-    g.wait_for_all();
-    s = seconds_since(started);
+    s = timed_tokens(g, source, o.tokens);
   });
   checksum = sum.load();
   return s;
@@ -178,10 +184,7 @@ double flow_diamond(const EngineOptions& o, tbb::task_arena& arena, std::uint64_
     flow::make_edge(a, sink);
     flow::make_edge(b, sink);
     flow::make_edge(flow::output_port<0>(sink), source);
-    const auto started = Clock::now();
-    for (std::size_t i = 0; i < o.tokens; ++i) source.try_put(flow::continue_msg());
-    g.wait_for_all();
-    s = seconds_since(started);
+    s = timed_tokens(g, source, o.tokens);
   });
   checksum = sum.load();
   return s;
