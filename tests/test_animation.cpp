@@ -20,6 +20,7 @@
 #include "media_support.hpp"
 #include "pixflow/tasks/animation.hpp"
 #include "pixflow/tasks/decode.hpp"
+#include "pixflow/tasks/thumbnail.hpp"
 #include "support.hpp"
 
 using namespace pixflow::tasks;
@@ -168,6 +169,25 @@ TEST_CASE("fill mode keeps frames large enough to fill the box, then crops every
   for (const cv::Mat& f : filled.frames) CHECK(f.size() == cv::Size(8, 8));
   CHECK(at(filled.frames[0], 4, 4) == kRedPx);
   CHECK(filled.delays_ms == kept->delays_ms);
+}
+
+TEST_CASE("fill-attention crops every frame where the first frame draws the eye", "[animation]") {
+  Animation moving;
+  for (const int x : {34, 6}) {  // a red disc on the right of the first frame, on the left of the second
+    cv::Mat frame(10, 40, CV_8UC4, cv::Scalar(128, 128, 128, 255));
+    cv::circle(frame, {x, 5}, 4, cv::Scalar(0, 0, 255, 255), cv::FILLED);
+    moving.frames.push_back(frame);
+    moving.delays_ms.push_back(100);
+  }
+  moving.size = Size{40, 10};
+  const cv::Rect region = thumbnail_region(moving.frames[0], Size{10, 10}, ThumbnailMode::fill_attention);
+  CHECK(region.contains({34, 5}));
+  const Animation cut = make_animated_thumbnail(moving, Size{10, 10}, ThumbnailMode::fill_attention);
+  REQUIRE(cut.frames.size() == 2);
+  for (std::size_t i = 0; i < 2; ++i) {
+    INFO("frame " << i);
+    CHECK(cv::norm(cut.frames[i], make_thumbnail(moving.frames[i](region), Size{10, 10}, ThumbnailMode::fill), cv::NORM_INF) == 0.0);
+  }
 }
 
 TEST_CASE("decode_image gives a GIF's first frame, composed", "[animation][decode]") {

@@ -533,8 +533,8 @@ TEST_CASE("thumbnail.mode and thumbnail.keep_metadata: parsed, checked, dumped, 
   CHECK(to_json(defaults).at("/nodes/thumbnail/mode"_json_pointer) == "fit");
 
   const std::pair<const char*, const char*> bad[] = {
-      {R"({"nodes":{"thumbnail":{"mode":"crop"}}})", "/nodes/thumbnail/mode: expected one of \"fit\", \"fill\", got \"crop\""},
-      {R"({"nodes":{"thumbnail":{"mode":1}}})", "/nodes/thumbnail/mode: expected one of \"fit\", \"fill\", got 1"},
+      {R"({"nodes":{"thumbnail":{"mode":"crop"}}})", "/nodes/thumbnail/mode: expected one of \"fit\", \"fill\", \"fill-attention\", got \"crop\""},
+      {R"({"nodes":{"thumbnail":{"mode":1}}})", "/nodes/thumbnail/mode: expected one of \"fit\", \"fill\", \"fill-attention\", got 1"},
       {R"({"nodes":{"thumbnail":{"keep_metadata":"yes"}}})", "/nodes/thumbnail/keep_metadata: expected true or false, got \"yes\""},
       {R"({"nodes":{"thumbnail":{"keep_metadata":1}}})", "/nodes/thumbnail/keep_metadata: expected true or false, got 1"},
   };
@@ -553,11 +553,13 @@ TEST_CASE("thumbnail.mode and thumbnail.keep_metadata: parsed, checked, dumped, 
   CHECK(apply_overrides(defaults, overrides).thumbnail.mode == ThumbnailMode::fill);
   overrides.mode = "fit";
   CHECK(apply_overrides(c, overrides).thumbnail.mode == ThumbnailMode::fit);
+  overrides.mode = "fill-attention";
+  CHECK(apply_overrides(defaults, overrides).thumbnail.mode == ThumbnailMode::fill_attention);
   overrides.mode = "cover";
   try {
     (void)apply_overrides(defaults, overrides);
     FAIL("no error");
   } catch (const ConfigError& e) {
-    CHECK(std::string(e.what()) == "--mode: expected fit|fill, got \"cover\"");
+    CHECK(std::string(e.what()) == "--mode: expected fit|fill|fill-attention, got \"cover\"");
   }
 }

@@ -11,6 +11,7 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "pixflow/tasks/colour.hpp"
 #include "pixflow/tasks/decode.hpp"
@@ -242,6 +243,93 @@ TEST_CASE("make_thumbnail in fill mode gives exactly the box, cropped around the
   const cv::Mat cut = make_thumbnail(ladybird.pixels, Size{64, 32}, ThumbnailMode::fill);
   REQUIRE(cut.type() == CV_8UC4);
   CHECK(cut.size() == cv::Size(64, 32));
+}
+
+namespace {
+
+/// A flat grey canvas with one disc of `colour` at `centre`.
+cv::Mat grey_with_disc(cv::Size size, cv::Point centre, cv::Scalar colour) {
+  cv::Mat canvas(size, CV_8UC3, cv::Scalar(128, 128, 128));
+  cv::circle(canvas, centre, 20, colour, cv::FILLED);
+  return canvas;
+}
+
+bool holds(const cv::Rect& region, cv::Point p) { return region.contains(p); }
+
+}  // namespace
+
+TEST_CASE("thumbnail_region: all of it to fit, the centre to fill, where the eye goes to fill-attention", "[thumbnail]") {
+  const cv::Mat wide = grey_with_disc({400, 100}, {340, 50}, cv::Scalar(0, 0, 255));  // a red disc on the right
+  CHECK(thumbnail_region(wide, Size{50, 50}, ThumbnailMode::fit) == cv::Rect(0, 0, 400, 100));
+  const cv::Rect centre = thumbnail_region(wide, Size{50, 50}, ThumbnailMode::fill);
+  CHECK(centre == cv::Rect(150, 0, 100, 100));
+  CHECK_FALSE(holds(centre, {340, 50}));
+  const cv::Rect eye = thumbnail_region(wide, Size{50, 50}, ThumbnailMode::fill_attention);
+  CHECK(eye.size() == centre.size());  // the same crop, slid along the free axis
+  CHECK(eye.y == 0);
+  CHECK(holds(eye, {340 - 20, 50}));  // the whole disc
+  CHECK(holds(eye, {340 + 19, 50}));
+
+  // Tall: a skin-toned disc near the top (L* 70, a* 15, b* 20), no saturated colour.
+  cv::Mat skin(1, 1, CV_32FC3, cv::Scalar(70, 15, 20));
+  cv::cvtColor(skin, skin, cv::COLOR_Lab2BGR);
+  const cv::Vec3f tone = skin.at<cv::Vec3f>(0, 0) * 255.0f;
+  const cv::Mat tall = grey_with_disc({100, 400}, {50, 60}, cv::Scalar(tone[0], tone[1], tone[2]));
+  const cv::Rect up = thumbnail_region(tall, Size{64, 64}, ThumbnailMode::fill_attention);
+  CHECK(up.x == 0);
+  CHECK(up.size() == cv::Size(100, 100));
+  CHECK(holds(up, {50, 60 - 20}));
+  CHECK(holds(up, {50, 60 + 19}));
+
+  // Nothing of interest anywhere, or the same on every side: the centre, as `fill`.
+  const cv::Mat flat(100, 400, CV_8UC3, cv::Scalar(90, 120, 60));
+  CHECK(thumbnail_region(flat, Size{50, 50}, ThumbnailMode::fill_attention) == cv::Rect(150, 0, 100, 100));
+  cv::Mat twins = grey_with_disc({400, 100}, {40, 50}, cv::Scalar(0, 0, 255));
+  cv::circle(twins, {359, 50}, 20, cv::Scalar(0, 0, 255), cv::FILLED);
+  const cv::Rect tie = thumbnail_region(twins, Size{50, 50}, ThumbnailMode::fill_attention);
+  CHECK((holds(tie, {40, 50}) || holds(tie, {359, 50})));
+
+  // Transparent pixels draw no eye: a saturated disc that cannot be seen loses to a visible one.
+  cv::Mat bgra;
+  cv::cvtColor(grey_with_disc({400, 100}, {60, 50}, cv::Scalar(255, 0, 0)), bgra, cv::COLOR_BGR2BGRA);
+  bgra(cv::Rect(0, 0, 200, 100)).forEach<cv::Vec4b>([](cv::Vec4b& px, const int*) { px[3] = 0; });
+  cv::circle(bgra, {330, 50}, 12, cv::Scalar(30, 30, 30, 255), cv::FILLED);  // dark, unsaturated: edges only
+  CHECK(holds(thumbnail_region(bgra, Size{50, 50}, ThumbnailMode::fill_attention), {330, 50}));
+
+  // A real photo beside a flat wall three times its width: the crop takes the photo.
+  const DecodedImage aqua = decoded("aqua.jpg", Size{256, 256});
+  cv::Mat wall(aqua.pixels.rows, aqua.pixels.cols * 4, aqua.pixels.type(), cv::Scalar(200, 200, 200));
+  aqua.pixels.copyTo(wall(cv::Rect(wall.cols - aqua.pixels.cols, 0, aqua.pixels.cols, aqua.pixels.rows)));
+  const cv::Rect photo_part(wall.cols - aqua.pixels.cols, 0, aqua.pixels.cols, aqua.pixels.rows);
+  const cv::Rect picked = thumbnail_region(wall, Size{128, 128}, ThumbnailMode::fill_attention);
+  CHECK((picked & photo_part).area() >= picked.area() * 9 / 10);
+  CHECK((thumbnail_region(wall, Size{128, 128}, ThumbnailMode::fill) & photo_part).area() == 0);
+}
+
+TEST_CASE("make_thumbnail in fill-attention mode: exactly the box, from thumbnail_region", "[thumbnail]") {
+  const cv::Mat wide = grey_with_disc({400, 100}, {340, 50}, cv::Scalar(0, 0, 255));
+  const cv::Mat thumb = make_thumbnail(wide, Size{50, 50}, ThumbnailMode::fill_attention);
+  REQUIRE(thumb.size() == cv::Size(50, 50));
+  // Scaled to cover first (200x50, the disc at x 170, radius 10), then cropped around the disc: all of it.
+  cv::Mat red;
+  cv::inRange(thumb, cv::Scalar(0, 0, 250), cv::Scalar(5, 5, 255), red);
+  CHECK(cv::countNonZero(red) >= 250);  // pi 10^2 = 314, less the blended rim
+  CHECK(cv::countNonZero(red) <= 320);
+  for (const Size box : {Size{128, 128}, Size{200, 100}, Size{90, 160}}) {
+    for (const auto& name : photos) {
+      INFO(name << " into " << to_string(box));
+      const auto image = decode_image(read_bytes(photo(name)), box, {}, ThumbnailMode::fill_attention);
+      REQUIRE(image.has_value());
+      const cv::Mat t = make_thumbnail(*image, box, ThumbnailMode::fill_attention);
+      const cv::Mat centred = make_thumbnail(*image, box, ThumbnailMode::fill);
+      CHECK(t.size() == centred.size());  // the same size as fill's, whatever it crops
+      CHECK(t.type() == centred.type());
+    }
+  }
+  CHECK(parse_mode("fill-attention") == ThumbnailMode::fill_attention);
+  CHECK(name_of(ThumbnailMode::fill_attention) == "fill-attention");
+  CHECK(fills_box(ThumbnailMode::fill_attention));
+  CHECK_FALSE(fills_box(ThumbnailMode::fit));
 }
 
 TEST_CASE("A 16-bit PNG keeps its look: the same thumbnail as its 8-bit original", "[thumbnail]") {

@@ -71,7 +71,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_option("--out,-o", common.out, "Output folder, created if missing (required)");
   cmd.add_option("--size", common.sizes, "Thumbnail box WxH, repeatable (default 128x128)")->take_all();
   cmd.add_option("--format", common.format, "Thumbnail format: same|jpg|png|webp (default same)");
-  cmd.add_option("--mode", common.mode, "Thumbnail mode: fit (inside the box) | fill (exactly the box, centre crop); default fit");
+  cmd.add_option("--mode", common.mode, "Thumbnail mode: fit (inside the box) | fill (exactly the box, centre crop) | fill-attention (exactly the box, cropped where the eye goes); default fit");
   cmd.add_option("--config", common.config_file, "Tuning config (JSON); options given here override it");
   cmd.add_option("--report", common.report_file, "Write the JSON report to FILE ('-' for stdout)");
   cmd.add_option("--threads", common.threads, "Worker threads (0 = all cores)")

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -61,7 +62,7 @@ Expected<std::size_t> decode_frames(Bytes bytes, ImageFormat format, const detai
 /// The box frames are kept to (with make_thumbnail's fit): the largest box for `fit`; for `fill`, the
 /// size that covers it, so that every box can still be filled (cropped) from the frames kept.
 Size keep_box(Size source, Size largest_box, ThumbnailMode mode) {
-  return mode == ThumbnailMode::fill ? cover_size(source, largest_box) : largest_box;
+  return fills_box(mode) ? cover_size(source, largest_box) : largest_box;
 }
 
 Expected<Animation> decode_animation_checked(Bytes bytes, Size largest_box, DecodeLimits limits,
@@ -454,8 +455,13 @@ Animation make_animated_thumbnail(const Animation& animation, Size box, Thumbnai
   out.source_format = animation.source_format;
   out.source_size = animation.source_size;
   out.frames.reserve(animation.frames.size());
+  // fill-attention picks its region on the first frame and keeps it: a crop that moved from frame to
+  // frame would shake. The region has the box's aspect ratio, so `fill` then takes all of it.
+  std::optional<cv::Rect> region;
+  if (mode == ThumbnailMode::fill_attention && !animation.frames.empty())
+    region = thumbnail_region(animation.frames.front(), box, mode);
   for (const cv::Mat& frame : animation.frames) {
-    cv::Mat small = make_thumbnail(frame, box, mode);
+    cv::Mat small = region ? make_thumbnail(frame(*region), box, ThumbnailMode::fill) : make_thumbnail(frame, box, mode);
     // As for a still: a profile that cannot be used leaves the pixels as they are, taken as sRGB.
     if (!animation.icc_profile.empty()) (void)convert_to_srgb(small, animation.icc_profile);
     out.frames.push_back(std::move(small));

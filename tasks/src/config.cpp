@@ -207,7 +207,7 @@ Durability read_durability(const json& value, const pointer& at) {
 }
 
 ThumbnailMode read_mode(const json& value, const pointer& at) {
-  return read_choice(value, at, "one of \"fit\", \"fill\"", parse_mode);
+  return read_choice(value, at, "one of \"fit\", \"fill\", \"fill-attention\"", parse_mode);
 }
 
 bool read_bool(const json& value, const pointer& at) {
@@ -344,7 +344,7 @@ PipelineConfig apply_overrides(PipelineConfig config, const ConfigOverrides& ove
   if (overrides.threads) config.threads = *overrides.threads;
   if (!overrides.mode.empty()) {
     auto mode = parse_mode(overrides.mode);
-    if (!mode) throw ConfigError("--mode", "expected fit|fill, got \"" + overrides.mode + "\"");
+    if (!mode) throw ConfigError("--mode", "expected fit|fill|fill-attention, got \"" + overrides.mode + "\"");
     config.thumbnail.mode = *mode;
   }
   return config;

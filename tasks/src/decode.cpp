@@ -352,7 +352,7 @@ ImageFormat sniff_format(std::span<const std::uint8_t> bytes) {
 
 int reduce_factor_for(Size source, Size largest_box, ThumbnailMode mode) {
   if (source.width <= 0 || source.height <= 0 || largest_box.width <= 0 || largest_box.height <= 0) return 1;
-  const Size target = mode == ThumbnailMode::fill ? cover_size(source, largest_box) : fit_within(source, largest_box);
+  const Size target = fills_box(mode) ? cover_size(source, largest_box) : fit_within(source, largest_box);
   for (int factor : {8, 4, 2}) {
     if (source.width / factor >= 2 * target.width && source.height / factor >= 2 * target.height) return factor;
   }

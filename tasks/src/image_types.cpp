@@ -31,10 +31,18 @@ std::string to_string(Size size) {
 std::optional<ThumbnailMode> parse_mode(std::string_view text) {
   if (text == "fit") return ThumbnailMode::fit;
   if (text == "fill") return ThumbnailMode::fill;
+  if (text == "fill-attention") return ThumbnailMode::fill_attention;
   return std::nullopt;
 }
 
-std::string_view name_of(ThumbnailMode mode) { return mode == ThumbnailMode::fill ? "fill" : "fit"; }
+std::string_view name_of(ThumbnailMode mode) {
+  switch (mode) {
+    case ThumbnailMode::fill: return "fill";
+    case ThumbnailMode::fill_attention: return "fill-attention";
+    case ThumbnailMode::fit: break;
+  }
+  return "fit";
+}
 
 std::optional<ImageFormat> parse_format(std::string_view text) {
   if (text == "same") return ImageFormat::same;

@@ -95,6 +95,8 @@ Expected<Animation> decode_animation(std::span<const std::uint8_t> bytes, Size l
 /// still thumbnail: `fit` or `fill`, never upscaled, INTER_AREA, premultiplied alpha), then converted to
 /// sRGB when the animation carries an ICC profile (a profile that cannot be used is ignored, as for a
 /// still); delays, loop count and source fields kept. A frame that already fits is copied.
+/// `fill_attention` picks its region on the first frame and crops every frame there (a crop that moved
+/// from frame to frame would shake).
 Animation make_animated_thumbnail(const Animation& animation, Size box, ThumbnailMode mode = ThumbnailMode::fit);
 
 /// Encodes an animation as an animated WebP or a GIF, every frame and delay kept, and the loop count.

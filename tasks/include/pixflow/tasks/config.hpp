@@ -105,7 +105,7 @@ struct ThumbnailConfig {
   pixflow::Concurrency concurrency = pixflow::Concurrency::unlimited();
   std::vector<Size> sizes = std::vector<Size>(1, Size{128, 128});  ///< boxes, non-empty, no duplicates; written "WxH"
   ImageFormat format = ImageFormat::same;  ///< same, jpeg, png or webp
-  ThumbnailMode mode = ThumbnailMode::fit; ///< "fit" inside the box or "fill" it exactly (centre crop)
+  ThumbnailMode mode = ThumbnailMode::fit; ///< "fit" inside the box, "fill" it exactly (centre crop), "fill-attention" (crop where the eye goes)
   /// Thumbnails carry the sRGB ICC profile their pixels are in (EncodeOptions::embed_srgb_profile);
   /// false: no metadata at all (no EXIF, no profile).
   bool keep_metadata = false;

@@ -42,11 +42,15 @@ enum class MediaKind { still, animated, video };
 std::string_view name_of(MediaKind kind);
 
 /// How a thumbnail meets its box: `fit` inside it, the aspect ratio kept (one side equals the box, the
-/// other is shorter); `fill` exactly the box, the image scaled to cover it and cropped around its centre.
-/// Neither ever upscales.
-enum class ThumbnailMode { fit, fill };
+/// other is shorter); `fill` exactly the box, the image scaled to cover it and cropped around its centre;
+/// `fill_attention` ("fill-attention") the same size, cropped where the image draws the eye (edges, skin
+/// tones, saturated colours: make_thumbnail in thumbnail.hpp). None ever upscales.
+enum class ThumbnailMode { fit, fill, fill_attention };
 
-/// "fit" or "fill"; std::nullopt otherwise.
+/// True for the modes that fill the box (and so decode enough pixels to cover it).
+constexpr bool fills_box(ThumbnailMode mode) { return mode != ThumbnailMode::fit; }
+
+/// "fit", "fill" or "fill-attention"; std::nullopt otherwise.
 std::optional<ThumbnailMode> parse_mode(std::string_view text);
 /// "fit" or "fill".
 std::string_view name_of(ThumbnailMode mode);

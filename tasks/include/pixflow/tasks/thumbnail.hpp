@@ -39,10 +39,23 @@ Size cover_size(Size source, Size box);
 /// - `fit`: resized to fit_within(its size, box), or a clone when it already fits;
 /// - `fill`: the centred region of the box's aspect ratio, resized to exactly the box. An image smaller
 ///   than the box on a side cannot fill it without upscaling: it keeps its scale and the centred region
-///   of the box's aspect ratio is cut from it (a 200x100 image into 128x128 gives 100x100).
+///   of the box's aspect ratio is cut from it (a 200x100 image into 128x128 gives 100x100);
+/// - `fill_attention`: as `fill`, from the region thumbnail_region picks where the eye goes, measured on
+///   the image scaled to cover the box (at the scale it is seen at).
 /// BGRA is resized with premultiplied alpha, so transparent pixels do not bleed their (meaningless)
 /// colour into the edges. No colour conversion: see the DecodedImage overload.
 cv::Mat make_thumbnail(const cv::Mat& image, Size box, ThumbnailMode mode = ThumbnailMode::fit);
+
+/// The part of `image` a thumbnail of `box` is made from: all of it for `fit`; for `fill` the centred
+/// region of the box's aspect ratio; for `fill_attention` a region of that same size slid along the
+/// free axis to where the image draws the eye most — the edges of its lightness (Sobel), skin tones and
+/// saturated colours, libvips' "attention" measures, summed over the region on a copy at most 256
+/// pixels long. An image with nothing of interest, or as much anywhere, keeps the centre.
+/// @code
+/// cv::Rect where = thumbnail_region(photo, Size{128, 128}, ThumbnailMode::fill_attention);
+/// cv::Mat same = make_thumbnail(photo(where), Size{128, 128}, ThumbnailMode::fill);  // what make_thumbnail gives
+/// @endcode
+cv::Rect thumbnail_region(const cv::Mat& image, Size box, ThumbnailMode mode);
 
 /// The thumbnail of a decoded image: make_thumbnail(image.pixels, box, mode), then converted to sRGB
 /// with image.icc_profile (convert_to_srgb, colour.hpp) — after the resize, on a few thousand pixels
