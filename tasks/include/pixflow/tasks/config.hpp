@@ -204,11 +204,11 @@ struct ConfigOverrides {
   std::vector<std::string> sizes;      ///< "WxH" each; replaces the whole list
   std::string format;                  ///< same|jpg|png|webp
   std::optional<std::size_t> threads;
-  std::string mode{};                  ///< fit|fill
+  std::string mode{};                  ///< fit|fill|fill-attention
 };
 
 /// `config` with `overrides` applied. Throws ConfigError naming the option ("--size: expected WxH
-/// with both > 0, got \"12x\"", "--mode: expected fit|fill, got \"crop\"").
+/// with both > 0, got \"12x\"", "--mode: expected fit|fill|fill-attention, got \"crop\"").
 PipelineConfig apply_overrides(PipelineConfig config, const ConfigOverrides& overrides);
 
 /// The effective config, every key present, in the shape of the file (for `--dump-config`).
