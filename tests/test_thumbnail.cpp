@@ -292,7 +292,8 @@ TEST_CASE("thumbnail_region: all of it to fit, the centre to fill, where the eye
   // Transparent pixels draw no eye: a saturated disc that cannot be seen loses to a visible one.
   cv::Mat bgra;
   cv::cvtColor(grey_with_disc({400, 100}, {60, 50}, cv::Scalar(255, 0, 0)), bgra, cv::COLOR_BGR2BGRA);
-  bgra(cv::Rect(0, 0, 200, 100)).forEach<cv::Vec4b>([](cv::Vec4b& px, const int*) { px[3] = 0; });
+  for (int y = 0; y < 100; ++y)  // the left half transparent (a plain loop: Mat::forEach runs on OpenCV's threads)
+    for (int x = 0; x < 200; ++x) bgra.at<cv::Vec4b>(y, x)[3] = 0;
   cv::circle(bgra, {330, 50}, 12, cv::Scalar(30, 30, 30, 255), cv::FILLED);  // dark, unsaturated: edges only
   CHECK(holds(thumbnail_region(bgra, Size{50, 50}, ThumbnailMode::fill_attention), {330, 50}));
 
